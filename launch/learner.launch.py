@@ -1,0 +1,40 @@
+"""The fleet learner: ``ros2 launch lwd learner.launch.py store:=~/lwd_store algo:=bc``."""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+ARGS = {
+    "store": ("lwd_store", "experience store root"),
+    "algo": ("", "update rule (default from the config file)"),
+    "min_new_episodes": ("", "fleet episodes per update round (default from the config file)"),
+    "updates_per_round": ("", "gradient steps per round (default from the config file)"),
+    "seed": ("0", "learner seed"),
+    "config": ("", "parameter file (default: the package's config/learner.yaml)"),
+}
+
+
+def _nodes(context):
+    a = {k: LaunchConfiguration(k).perform(context) for k in ARGS}
+    config = a["config"] or os.path.join(get_package_share_directory("lwd"), "config", "learner.yaml")
+    overrides = {"store": os.path.expanduser(a["store"]), "seed": int(a["seed"])}
+    if a["algo"]:
+        overrides["algo"] = a["algo"]
+    for key in ("min_new_episodes", "updates_per_round"):
+        if a[key]:
+            overrides[key] = int(a[key])
+    return [Node(package="lwd", executable="learner", name="learner", output="screen",
+                 parameters=[config, overrides])]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in ARGS.items()]
+        + [OpaqueFunction(function=_nodes)]
+    )
+
+

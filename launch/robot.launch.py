@@ -1,0 +1,58 @@
+"""One robot: arm_driver (+ command mux), camera_driver, vla_policy, teleop, episode_recorder in ``/<robot>``.
+
+    ros2 launch lwd robot.launch.py robot:=robot0 backend:=sim store:=~/lwd_store
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+ARGS = {
+    "robot": ("robot0", "robot name = namespace"),
+    "backend": ("sim", "sim (MuJoCo) or real (ros2_control + a V4L camera)"),
+    "store": ("lwd_store", "experience store root (bags, policies)"),
+    "teleop": ("", "teleop backend: scripted | keyboard | none (default: scripted in sim, keyboard on real)"),
+    "tasks": ("pick_place,restock3", "comma-separated task cycle for the operator"),
+    "episodes_per_round": ("0", "sync rounds: wait for a newer policy after this many episodes (0 = never)"),
+    "rounds": ("0", "stop starting episodes after this many rounds (0 = never)"),
+    "seed": ("0", "base seed for episode resets"),
+    "time_limit_scale": ("1.0", "multiplies each task's time limit"),
+    "intervene": ("true", "let the scripted operator take over"),
+    "config": ("", "parameter file (default: the package's config/robot.yaml)"),
+    "respawn": ("true", "respawn the drivers if they die"),
+}
+
+
+def _nodes(context):
+    a = {k: LaunchConfiguration(k).perform(context) for k in ARGS}
+    config = a["config"] or os.path.join(get_package_share_directory("lwd"), "config", "robot.yaml")
+    sim = a["backend"] == "sim"
+    teleop = a["teleop"] or ("scripted" if sim else "keyboard")
+    respawn = a["respawn"].lower() == "true"
+    ns, store = a["robot"], os.path.expanduser(a["store"])
+    common = dict(package="lwd", namespace=ns, output="screen", emulate_tty=False)
+    return [
+        Node(executable="arm_driver", name="arm_driver", respawn=respawn, respawn_delay=1.0,
+             parameters=[config, {"backend": "sim" if sim else "real"}], **common),
+        Node(executable="camera_driver", name="camera_driver", respawn=respawn, respawn_delay=1.0,
+             parameters=[config, {"backend": "sim" if sim else "v4l"}], **common),
+        Node(executable="vla_policy", name="vla_policy", parameters=[config, {"store": store}], **common),
+        Node(executable="teleop", name="teleop", parameters=[config, {
+            "robot": ns, "backend": teleop, "tasks": [t for t in a["tasks"].split(",") if t],
+            "episodes_per_round": int(a["episodes_per_round"]), "rounds": int(a["rounds"]), "seed": int(a["seed"]),
+            "time_limit_scale": float(a["time_limit_scale"]), "intervene": a["intervene"].lower() == "true"}],
+             **common),
+        Node(executable="episode_recorder", name="episode_recorder", parameters=[config, {"robot": ns, "store": store}],
+             **common),
+    ]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in ARGS.items()]
+        + [OpaqueFunction(function=_nodes)]
+    )

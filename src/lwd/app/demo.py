@@ -1,0 +1,297 @@
+"""`lwd demo`: the simulated fleet learning loop through the real ROS 2 launch files.
+
+pretrain v0 (scripted demos) -> ``fleet_sim.launch.py`` (N robots + learner as separate processes over DDS) ->
+R synchronous rounds of deploy -> record -> learn -> hot-swap -> ``summary.json`` + ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lwd.data.store import ExperienceStore
+from lwd.policy.checkpoint import latest_version
+from lwd.rl.pretrain import PretrainConfig, pretrain
+
+__all__ = ["DemoConfig", "run_demo", "summarize", "plot_curve", "ros_env"]
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("runs/demo")
+    robots: int = 2
+    rounds: int = 4
+    episodes_per_round: int = 4
+    """Episodes per robot per round."""
+    tasks: str = "pick_place,restock3"
+    algo: str = ""
+    """Learner update rule; empty = config/learner.yaml's default."""
+    updates_per_round: int = 400
+    demos_per_task: int = 25
+    pretrain_steps: int = 2000
+    time_limit_scale: float = 1.0
+    seed: int = 0
+    timeout_min: float = 60.0
+    overwrite: bool = False
+    pretrained: Path | None = None
+    """A store whose v0 (and demos) to start from instead of pretraining."""
+    quick: bool = False
+
+    @classmethod
+    def quick_defaults(cls, **kw) -> DemoConfig:
+        base = dict(rounds=2, episodes_per_round=2, updates_per_round=150, demos_per_task=10, pretrain_steps=600,
+                    time_limit_scale=0.8, quick=True)
+        base.update({k: v for k, v in kw.items() if v is not None})
+        return cls(**base)
+
+
+def ros_env(out: Path, domain_id: int | None = None) -> dict[str, str]:
+    """Environment for the fleet processes: local-only DDS, its own domain, the venv as ament prefix."""
+    env = dict(os.environ)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
+    else:
+        env.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+    env.setdefault("MUJOCO_GL", "egl")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["ROS_LOG_DIR"] = str(out / "ros_log")
+    prefix = sys.prefix
+    if Path(prefix, "share/ament_index/resource_index/packages/lwd").exists():
+        paths = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+        if prefix not in paths:
+            env["AMENT_PREFIX_PATH"] = os.pathsep.join([prefix, *paths])
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+@dataclass
+class _Monitor:
+    robots: int
+    seen: set = field(default_factory=set)
+
+
+def _fleet_episodes(store: ExperienceStore) -> list:
+    store.scan()
+    return sorted(store.episodes(source="fleet"), key=lambda r: (r.robot, r.start_ns))
+
+
+def summarize(records, robots: int, episodes_per_round: int) -> list[dict]:
+    """Per round: success, autonomous success (no intervention), interventions, policy versions per robot."""
+    by_robot: dict[str, list] = {}
+    for r in sorted(records, key=lambda r: (r.robot, r.start_ns)):
+        by_robot.setdefault(r.robot, []).append(r)
+    rounds: dict[int, list] = {}
+    for eps in by_robot.values():
+        for i, r in enumerate(eps):
+            rounds.setdefault(i // episodes_per_round, []).append(r)
+    out = []
+    for k in sorted(rounds):
+        eps = rounds[k]
+        n = len(eps)
+        succ = sum(r.success for r in eps)
+        auto = sum(r.success and r.num_interventions == 0 for r in eps)
+        interventions = sum(r.num_interventions for r in eps)
+        versions: dict[str, list[int]] = {}
+        for r in eps:
+            versions.setdefault(r.robot, [])
+            for v in r.policy_versions:
+                if v not in versions[r.robot]:
+                    versions[r.robot].append(v)
+        per_task: dict[str, dict] = {}
+        for r in eps:
+            t = per_task.setdefault(r.task, {"episodes": 0, "success": 0})
+            t["episodes"] += 1
+            t["success"] += int(r.success)
+        out.append({
+            "round": k, "episodes": n, "success_rate": succ / n, "autonomous_success_rate": auto / n,
+            "interventions": interventions, "interventions_per_episode": interventions / n,
+            "intervention_rate": sum(r.num_interventions > 0 for r in eps) / n,
+            "policy_versions": versions, "per_task": per_task,
+        })
+    return out
+
+
+def plot_curve(rounds: list[dict], path: Path, title: str = "lwd fleet learning curve") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["round"] for r in rounds]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(x, [r["success_rate"] for r in rounds], "o-", label="success (with operator help)")
+    ax.plot(x, [r["autonomous_success_rate"] for r in rounds], "s-", label="autonomous success")
+    ax.plot(x, [r["intervention_rate"] for r in rounds], "^--", label="episodes with intervention")
+    ax.set_xlabel("round (policy version deployed)")
+    ax.set_ylabel("rate")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+class _StatusWatcher:
+    """Subscribes to every robot's policy/status (the demo is a ROS 2 participant like any tool)."""
+
+    def __init__(self, robots: int, env: dict[str, str]) -> None:
+        os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
+        import rclpy
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        from lwd.nodes.common import LATCHED_QOS
+
+        self.rclpy = rclpy
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, args=[])
+        self.node = Node("lwd_demo", context=self.ctx)
+        self.versions: dict[str, int] = {}
+        for i in range(robots):
+            name = f"robot{i}"
+            self.node.create_subscription(String, f"/{name}/policy/status",
+                                          lambda m, n=name: self._on(n, m), LATCHED_QOS)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+
+    def _on(self, robot: str, msg) -> None:
+        try:
+            self.versions[robot] = int(json.loads(msg.data).get("version", -1))
+        except (ValueError, TypeError):
+            pass
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=max(0.0, min(0.2, end - time.monotonic())))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.ctx)
+
+
+def _stop(proc: subprocess.Popen, log) -> None:
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            log(f"fleet did not stop on {sig.name}; escalating")
+
+
+def run_demo(cfg: DemoConfig, log=print) -> dict:
+    out = Path(cfg.out).resolve()
+    store_root = out / "store"
+    if store_root.exists():
+        if not cfg.overwrite:
+            raise FileExistsError(f"{store_root} exists; pass --overwrite or another --out")
+        shutil.rmtree(store_root)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    # 1. The pretrained VLA the fleet starts from.
+    if cfg.pretrained is not None:
+        src = Path(cfg.pretrained)
+        shutil.copytree(src / "policies" / "v0", store_root / "policies" / "v0")
+        if (src / "episodes" / "demo").is_dir():
+            shutil.copytree(src / "episodes" / "demo", store_root / "episodes" / "demo")
+        log(f"[demo] starting from the pretrained v0 in {src}")
+    else:
+        log(f"[demo] pretraining v0: {cfg.demos_per_task} scripted demos per task, {cfg.pretrain_steps} steps")
+        pretrain(store_root, PretrainConfig(tasks=tuple(cfg.tasks.split(",")), demos_per_task=cfg.demos_per_task,
+                                            steps=cfg.pretrain_steps, seed=cfg.seed))
+    t_pretrained = time.time()
+    store = ExperienceStore(store_root)
+
+    # 2. The fleet: real launch file, separate processes, DDS on localhost.
+    env = ros_env(out)
+    args = [f"robots:={cfg.robots}", f"store:={store_root}", f"tasks:={cfg.tasks}",
+            f"episodes_per_round:={cfg.episodes_per_round}", f"rounds:={cfg.rounds}", f"seed:={cfg.seed}",
+            f"time_limit_scale:={cfg.time_limit_scale}", f"updates_per_round:={cfg.updates_per_round}"]
+    if cfg.algo:
+        args.append(f"algo:={cfg.algo}")
+    log(f"[demo] launching fleet_sim.launch.py {' '.join(args)} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}); "
+        f"log: {out / 'fleet.log'}")
+    fleet_log = open(out / "fleet.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "lwd.app.launch_runner", "fleet_sim.launch.py", *args],
+                            env=env, stdout=fleet_log, stderr=subprocess.STDOUT, start_new_session=True)
+    watcher = _StatusWatcher(cfg.robots, env)
+    total = cfg.robots * cfg.rounds * cfg.episodes_per_round
+    seen: set[str] = set()
+    reported_rounds = 0
+    deadline = time.monotonic() + cfg.timeout_min * 60
+    error = None
+    try:
+        while True:
+            watcher.spin(2.0)
+            if proc.poll() is not None:
+                error = f"the fleet exited early with code {proc.returncode}; see {out / 'fleet.log'}"
+                break
+            records = _fleet_episodes(store)
+            for r in records:
+                if r.episode_id not in seen:
+                    seen.add(r.episode_id)
+                    log(f"[demo] {len(seen):3d}/{total} {r.robot} {r.task:<10s} {r.outcome:<8s} "
+                        f"v{max(r.policy_versions, default=-1)} interventions={r.num_interventions}")
+            rounds = summarize(records, cfg.robots, cfg.episodes_per_round)
+            while reported_rounds < len(rounds) and rounds[reported_rounds]["episodes"] == cfg.robots * cfg.episodes_per_round:
+                r = rounds[reported_rounds]
+                log(f"[demo] round {r['round']}: success {r['success_rate']:.0%} "
+                    f"(autonomous {r['autonomous_success_rate']:.0%}), "
+                    f"interventions {r['interventions_per_episode']:.2f}/episode, versions {r['policy_versions']}")
+                reported_rounds += 1
+            final = latest_version(store_root / "policies") or 0
+            swapped = len(watcher.versions) == cfg.robots and min(watcher.versions.values()) >= cfg.rounds
+            if len(seen) >= total and final >= cfg.rounds and swapped:
+                log(f"[demo] learner published v{final}; every robot runs it: {watcher.versions}")
+                break
+            if time.monotonic() > deadline:
+                error = f"timed out after {cfg.timeout_min} min ({len(seen)}/{total} episodes, v{final})"
+                break
+    except KeyboardInterrupt:
+        error = "interrupted"
+    finally:
+        robot_versions = dict(watcher.versions)
+        watcher.close()
+        _stop(proc, log)
+        fleet_log.close()
+
+    records = _fleet_episodes(store)
+    rounds = summarize(records, cfg.robots, cfg.episodes_per_round)
+    summary = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "rounds": rounds,
+        "final_policy_version": latest_version(store_root / "policies"),
+        "robot_policy_versions_at_end": robot_versions,
+        "episodes": len(records),
+        "pretrain_s": round(t_pretrained - t_start, 1),
+        "total_s": round(time.time() - t_start, 1),
+        "error": error,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if rounds:
+        plot_curve(rounds, out / "learning_curve.png")
+    log(f"[demo] wrote {out / 'summary.json'} and {out / 'learning_curve.png'} ({summary['total_s']:.0f} s)")
+    if error:
+        log(f"[demo] error: {error}")
+    return summary

@@ -1,0 +1,130 @@
+"""The `lwd` command: pretrain, demo (the simulated fleet loop), bench, replay, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _cmd_pretrain(a: argparse.Namespace) -> int:
+    from lwd.rl.pretrain import PretrainConfig, pretrain
+
+    path = pretrain(a.store, PretrainConfig(tasks=tuple(a.tasks.split(",")), demos_per_task=a.demos, steps=a.steps,
+                                            batch_size=a.batch_size, seed=a.seed, image_size=a.image_size,
+                                            demo_noise=a.noise))
+    manifest = json.loads((path / "manifest.json").read_text())
+    print(f"pretrained {path} sha256={manifest['sha256'][:16]} loss={manifest['final_loss']:.4f}")
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from lwd.app.demo import DemoConfig, run_demo
+
+    kw = dict(out=Path(a.out), robots=a.robots, rounds=a.rounds, episodes_per_round=a.episodes, algo=a.algo,
+              updates_per_round=a.updates, seed=a.seed, timeout_min=a.timeout_min, overwrite=a.overwrite,
+              pretrained=Path(a.pretrained) if a.pretrained else None, tasks=a.tasks)
+    cfg = DemoConfig.quick_defaults(**kw) if a.quick else DemoConfig(**{k: v for k, v in kw.items() if v is not None})
+    summary = run_demo(cfg)
+    return 1 if summary.get("error") else 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from lwd.app.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(out=Path(a.out), algos=tuple(a.algos.split(",")), rounds=a.rounds, episodes_per_round=a.episodes,
+                      updates_per_round=a.updates, seed=a.seed, pretrained=Path(a.pretrained) if a.pretrained else None,
+                      quick=a.quick)
+    run_bench(cfg)
+    return 0
+
+
+def _cmd_replay(a: argparse.Namespace) -> int:
+    from lwd.app.replay import compare_policy, replay_bag
+
+    if a.policy:
+        report = compare_policy(Path(a.bag), Path(a.policy), samples=a.samples)
+        print(json.dumps(report, indent=1))
+        return 0
+    n = replay_bag(Path(a.bag), namespace=a.namespace, rate=a.rate, wait_s=a.wait)
+    print(f"replayed {n} messages from {a.bag}")
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    from lwd.app.info import store_info
+
+    print(json.dumps(store_info(Path(a.store)), indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lwd", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("pretrain", help="scripted demos -> flow-matching VLA checkpoint v0")
+    s.add_argument("--store", default="lwd_store")
+    s.add_argument("--tasks", default="pick_place,restock3")
+    s.add_argument("--demos", type=int, default=25, help="demos per task")
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--image-size", type=int, default=64)
+    s.add_argument("--noise", type=float, default=None, help="scripted expert noise (default: the sim's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_cmd_pretrain)
+
+    s = sub.add_parser("demo", help="the simulated fleet learning loop through fleet_sim.launch.py")
+    s.add_argument("--robots", type=int, default=None)
+    s.add_argument("--rounds", type=int, default=None)
+    s.add_argument("--episodes", type=int, default=None, help="episodes per robot per round")
+    s.add_argument("--updates", type=int, default=None, help="learner gradient steps per round")
+    s.add_argument("--algo", default=None, help="learner update rule (default: config/learner.yaml)")
+    s.add_argument("--tasks", default=None)
+    s.add_argument("--quick", action="store_true", help="small, fast settings (a few minutes)")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier run's store in --out")
+    s.add_argument("--pretrained", default=None, help="start from this store's v0 instead of pretraining")
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--timeout-min", type=float, default=None)
+    s.set_defaults(fn=_cmd_demo)
+
+    s = sub.add_parser("bench", help="compare learner algorithms in one in-process harness (no ROS)")
+    s.add_argument("--algos", default="lwd,bc")
+    s.add_argument("--rounds", type=int, default=4)
+    s.add_argument("--episodes", type=int, default=8, help="episodes per round")
+    s.add_argument("--updates", type=int, default=400)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--pretrained", default=None, help="store holding v0 (default: pretrain one)")
+    s.add_argument("--quick", action="store_true")
+    s.add_argument("--out", default="runs/bench")
+    s.set_defaults(fn=_cmd_bench)
+
+    s = sub.add_parser("replay", help="republish a recorded episode, or re-run a policy on its observations")
+    s.add_argument("bag")
+    s.add_argument("--namespace", default="/replay")
+    s.add_argument("--rate", type=float, default=1.0)
+    s.add_argument("--wait", type=float, default=5.0, help="seconds to wait for subscribers")
+    s.add_argument("--policy", default=None, help="checkpoint dir: report its actions vs the recorded ones")
+    s.add_argument("--samples", type=int, default=4)
+    s.set_defaults(fn=_cmd_replay)
+
+    s = sub.add_parser("info", help="summarize an experience store")
+    s.add_argument("--store", default="lwd_store")
+    s.set_defaults(fn=_cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        print(f"lwd {args.cmd}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

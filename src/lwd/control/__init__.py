@@ -1,0 +1,1 @@
+"""lwd.control: ROS-free arm command handling (trajectory following, limits, the teleop/policy mux)."""

@@ -1,0 +1,96 @@
+"""camera_driver: publishes ``camera/image_raw`` (rgb8) from the sim mirror, a V4L device or a video file."""
+
+from __future__ import annotations
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float64MultiArray, String
+
+from lwd.nodes.common import RELIABLE_QOS, SENSOR_QOS, numpy_to_image, parse_json, run_node
+
+
+class CameraDriver(Node):
+    def __init__(self) -> None:
+        super().__init__("camera_driver")
+        self.backend = self.declare_parameter("backend", "sim").value
+        rate = float(self.declare_parameter("rate_hz", 10.0).value)
+        self.size = int(self.declare_parameter("image_size", 64).value)
+        device = self.declare_parameter("device", "0").value
+        self.frame_id = self.declare_parameter("frame_id", "camera").value
+        self.pub = self.create_publisher(Image, "camera/image_raw", SENSOR_QOS)
+        self.world = None
+        self.cap = None
+        self.state: np.ndarray | None = None
+        self.frames = 0
+        if self.backend == "sim":
+            from lwd.sim.world import SimWorld
+
+            self.world = SimWorld(image_size=self.size, render=True)
+            self.world.reset("pick_place", 0)
+            self.create_subscription(Float64MultiArray, "sim/state", self._on_state, SENSOR_QOS)
+            self.create_subscription(String, "episode/event", self._on_event, RELIABLE_QOS)
+        elif self.backend in ("v4l", "file"):
+            import cv2
+
+            src = int(device) if self.backend == "v4l" and str(device).isdigit() else str(device)
+            self.cap = cv2.VideoCapture(src)
+            if not self.cap.isOpened():
+                raise RuntimeError(f"camera_driver: cannot open {self.backend} source {device!r}")
+        else:
+            raise ValueError(f"backend must be sim, v4l or file, got {self.backend!r}")
+        self.create_timer(1.0 / rate, self._tick)
+        self.get_logger().info(f"camera_driver up: backend={self.backend} {self.size}x{self.size} @ {rate:.0f} Hz")
+
+    def _on_state(self, msg: Float64MultiArray) -> None:
+        self.state = np.asarray(msg.data)
+
+    def _on_event(self, msg: String) -> None:
+        try:
+            ev = parse_json(msg)
+            if ev.get("event") == "start":
+                self.world.reset(str(ev["task"]), int(ev["seed"]))
+                self.state = None
+        except (ValueError, KeyError) as e:
+            self.get_logger().warning(f"bad episode/event: {e}")
+
+    def _grab(self) -> np.ndarray | None:
+        if self.world is not None:
+            if self.state is not None:
+                try:
+                    self.world.set_state(self.state)
+                except ValueError as e:
+                    self.get_logger().warning(f"bad sim/state: {e}", throttle_duration_sec=5.0)
+                    return None
+            return self.world.render()
+        import cv2
+
+        ok, frame = self.cap.read()
+        if not ok and self.backend == "file":
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.cap.read()
+        if not ok:
+            self.get_logger().warning("camera read failed", throttle_duration_sec=5.0)
+            return None
+        frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def _tick(self) -> None:
+        img = self._grab()
+        if img is not None:
+            self.pub.publish(numpy_to_image(img, self.get_clock().now().to_msg(), self.frame_id))
+            self.frames += 1
+
+    def close(self) -> None:
+        if self.world is not None:
+            self.world.close()
+        if self.cap is not None:
+            self.cap.release()
+
+
+def main(args=None) -> int:
+    return run_node(CameraDriver, args, threads=1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""learner: the fleet's one learner. Polls the experience store, updates the policy (lwd.rl.learner), and
+announces each new checkpoint on ``/fleet/policy`` (transient-local: late-joining robots get the latest)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from lwd.nodes.common import FLEET_POLICY_TOPIC, LATCHED_QOS, run_node
+from lwd.rl.learner import Learner, LearnerConfig
+
+
+class LearnerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("learner")
+        store = Path(self.declare_parameter("store", "lwd_store").value).expanduser()
+        self.poll_s = float(self.declare_parameter("poll_s", 2.0).value)
+        overrides = json.loads(self.declare_parameter("algo_overrides", "{}").value or "{}")
+        cfg = LearnerConfig(
+            algo=self.declare_parameter("algo", LearnerConfig.algo).value,
+            min_new_episodes=int(self.declare_parameter("min_new_episodes", LearnerConfig.min_new_episodes).value),
+            updates_per_round=int(self.declare_parameter("updates_per_round", LearnerConfig.updates_per_round).value),
+            offline_updates=int(self.declare_parameter("offline_updates", LearnerConfig.offline_updates).value),
+            batch_size=int(self.declare_parameter("batch_size", LearnerConfig.batch_size).value),
+            gamma=float(self.declare_parameter("gamma", LearnerConfig.gamma).value),
+            seed=int(self.declare_parameter("seed", LearnerConfig.seed).value),
+            threads=int(self.declare_parameter("threads", LearnerConfig.threads).value),
+            algo_overrides=overrides,
+        )
+        self.pub = self.create_publisher(String, FLEET_POLICY_TOPIC, LATCHED_QOS)
+        self.learner = Learner(store, cfg)
+        self._announce()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="learner", daemon=True)
+        self.thread.start()
+        self.get_logger().info(f"learner up: algo={cfg.algo} store={store} serving v{self.learner.version}")
+
+    def _announce(self) -> None:
+        note = self.learner.announcement()
+        self.pub.publish(String(data=json.dumps(note)))
+        self.get_logger().info(f"announced policy v{note['version']} ({note['sha256'][:12]})")
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.poll_s):
+            try:
+                version = self.learner.poll()
+            except Exception as e:  # noqa: BLE001 - log, keep serving the current policy, retry next poll
+                self.get_logger().error(f"learner update failed: {type(e).__name__}: {e}")
+                continue
+            if version is not None:
+                self._announce()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5.0)
+
+
+def main(args=None) -> int:
+    return run_node(LearnerNode, args, threads=1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

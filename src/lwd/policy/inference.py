@@ -1,0 +1,63 @@
+"""The one policy interface (``reset`` / ``infer``) used by the ROS node, sim evaluation and the learner's gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lwd.policy.checkpoint import Checkpoint
+from lwd.policy.model import FlowVLA, denormalize_chunk, tokenize
+
+__all__ = ["VLAPolicy"]
+
+
+class VLAPolicy:
+    """Wraps a FlowVLA: ``infer(obs) -> (H, J)`` absolute joint targets.
+
+    ``obs`` = ``{"image": uint8 (S, S, 3), "qpos": (J,), "instruction": str}``.
+    """
+
+    def __init__(self, model: FlowVLA, version: int = 0, seed: int | None = None, exec_steps: int | None = None) -> None:
+        self.model = model.eval()
+        self.sha256: str | None = None
+        self.exec_steps = exec_steps or model.cfg.horizon
+        self.cfg = model.cfg
+        self.version = version
+        self._scale = np.asarray(self.cfg.action_scale, dtype=np.float32)
+        self._gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._tokens_cache: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, seed: int | None = None, exec_steps: int | None = None) -> VLAPolicy:
+        policy = cls(ckpt.model, ckpt.version, seed, exec_steps)
+        policy.sha256 = ckpt.sha256
+        return policy
+
+    def reset(self) -> None:
+        """No recurrent state today; kept so every caller resets at episode start."""
+
+    def _tokens(self, text: str) -> np.ndarray:
+        if text not in self._tokens_cache:
+            self._tokens_cache[text] = tokenize(text, self.cfg.vocab_size, self.cfg.max_tokens)
+        return self._tokens_cache[text]
+
+    @torch.no_grad()
+    def infer(self, obs: dict) -> np.ndarray:
+        image = np.asarray(obs["image"], dtype=np.uint8)
+        s = self.cfg.image_size
+        if image.shape != (s, s, 3):
+            raise ValueError(f"image shape {image.shape} != ({s}, {s}, 3)")
+        qpos = np.asarray(obs["qpos"], dtype=np.float32)
+        if qpos.shape != (self.cfg.n_joints,) or not np.isfinite(qpos).all():
+            raise ValueError(f"qpos must be finite with shape ({self.cfg.n_joints},)")
+        cond = self.model.encode(
+            torch.from_numpy(image[None]), torch.from_numpy(qpos[None]),
+            torch.from_numpy(self._tokens(obs["instruction"])[None]),
+        )
+        noise = torch.randn(1, self.cfg.action_dim, generator=self._gen) if self._gen is not None else None
+        x = self.model.sample(cond, noise=noise)[0].numpy()
+        return denormalize_chunk(x, qpos, self._scale, self.cfg.n_joints)
+
+    def act(self, obs: dict) -> np.ndarray:
+        """Sim-rollout actor protocol (``reset()`` / ``act(obs) -> (n, J)``): the first ``exec_steps`` of a chunk."""
+        return self.infer(obs)[: self.exec_steps]

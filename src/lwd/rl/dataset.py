@@ -1,0 +1,159 @@
+"""Fleet episodes -> chunk-level samples for learning.
+
+Chunk MDP: the state is the observation at a chunk's first step, the action the next H executed targets
+(normalized relative to the joints at chunk start), the reward 1 when a successful episode ends inside the chunk,
+the discount ``gamma ** H`` per chunk. Episodes are kept as flat per-step arrays; a chunk is gathered on demand,
+so every step can start a chunk without copying images H times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lwd.policy.model import PolicyConfig, normalize_chunk, tokenize
+
+__all__ = ["SOURCE_POLICY", "SOURCE_TELEOP", "SOURCE_EXPERT", "ChunkBuffer", "Batch"]
+
+SOURCE_POLICY, SOURCE_TELEOP, SOURCE_EXPERT = 0, 1, 2
+
+
+@dataclass
+class Batch:
+    image: torch.Tensor  # [B, S, S, 3] uint8
+    qpos: torch.Tensor  # [B, J]
+    tokens: torch.Tensor  # [B, L]
+    act: torch.Tensor  # [B, H*J] normalized chunk
+    rew: torch.Tensor  # [B]
+    done: torch.Tensor  # [B]
+    discount: torch.Tensor  # [B]
+    next_image: torch.Tensor
+    next_qpos: torch.Tensor
+    next_tokens: torch.Tensor
+    source: torch.Tensor  # [B] source of the chunk's first step
+    intervention: torch.Tensor  # [B] 1 if any step of the chunk came from the operator
+    episode_success: torch.Tensor  # [B]
+
+
+class ChunkBuffer:
+    """Per-step arrays of many episodes plus the bookkeeping to cut chunks out of them."""
+
+    def __init__(self, cfg: PolicyConfig, gamma: float = 0.99) -> None:
+        self.cfg = cfg
+        self.gamma = gamma
+        self._parts: list[dict[str, np.ndarray]] = []
+        self._dirty = True
+        self.num_episodes = 0
+        self.episode_ids: list[str] = []
+
+    def add_episode(self, steps, episode_id: str | None = None) -> int:
+        """Add an :class:`lwd.data.schema.EpisodeSteps`-like object; returns the number of steps added."""
+        t = len(steps.actions)
+        if t == 0:
+            return 0
+        s = self.cfg.image_size
+        if steps.images.shape[1:] != (s, s, 3):
+            raise ValueError(f"episode images {steps.images.shape[1:]} do not match policy image size {s}")
+        tokens = tokenize(steps.meta.instruction, self.cfg.vocab_size, self.cfg.max_tokens)
+        self._parts.append({
+            "image": np.asarray(steps.images, dtype=np.uint8),
+            "qpos": np.asarray(steps.qpos, dtype=np.float32),
+            "action": np.asarray(steps.actions, dtype=np.float32),
+            "source": np.asarray(steps.source, dtype=np.int8),
+            "tokens": np.repeat(tokens[None], t, axis=0),
+            "episode": np.full(t, self.num_episodes, dtype=np.int32),
+            "success": np.full(t, bool(steps.success)),
+        })
+        self.num_episodes += 1
+        self.episode_ids.append(episode_id or getattr(steps.meta, "episode_id", str(self.num_episodes)))
+        self._dirty = True
+        return t
+
+    def _build(self) -> None:
+        if not self._dirty:
+            return
+        if not self._parts:
+            raise ValueError("ChunkBuffer is empty")
+        cat = {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
+        self.__dict__.update({f"_{k}": v for k, v in cat.items()})
+        self._parts = [cat]
+        ep = cat["episode"]
+        n = len(ep)
+        starts = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]
+        ends = np.r_[starts[1:], n]
+        lengths = ends - starts
+        self._ep_end = np.repeat(ends, lengths)  # exclusive end of each step's episode
+        self._dirty = False
+
+    def __len__(self) -> int:
+        self._build()
+        return len(self._episode)
+
+    @property
+    def source(self) -> np.ndarray:
+        self._build()
+        return self._source
+
+    @property
+    def success(self) -> np.ndarray:
+        self._build()
+        return self._success
+
+    def filtered_bc_mask(self) -> np.ndarray:
+        """HG-DAgger-style data: expert demos, operator corrections, and policy steps of successful episodes."""
+        self._build()
+        return (self._source == SOURCE_EXPERT) | (self._source == SOURCE_TELEOP) | self._success
+
+    def sample_indices(self, batch_size: int, rng: np.random.Generator, mask: np.ndarray | None = None) -> np.ndarray:
+        self._build()
+        pool = np.flatnonzero(mask) if mask is not None else None
+        if pool is not None:
+            if len(pool) == 0:
+                raise ValueError("no steps match the sampling mask")
+            return pool[rng.integers(0, len(pool), batch_size)]
+        return rng.integers(0, len(self._episode), batch_size)
+
+    def gather(self, idx: np.ndarray) -> Batch:
+        """Chunks starting at global step indices ``idx``."""
+        self._build()
+        h = self.cfg.horizon
+        end = self._ep_end[idx]
+        steps = idx[:, None] + np.arange(h)[None]
+        chunk_idx = np.minimum(steps, end[:, None] - 1)  # past the end: hold the episode's last target
+        actions = self._action[chunk_idx]  # [B, H, J]
+        q0 = self._qpos[idx]
+        x = normalize_chunk(actions, q0, np.asarray(self.cfg.action_scale, dtype=np.float32))
+        nxt = idx + h
+        done = nxt >= end
+        nxt_idx = np.where(done, end - 1, nxt)
+        rew = (done & self._success[idx]).astype(np.float32)
+        interv = (self._source[chunk_idx] == SOURCE_TELEOP).any(axis=1)
+        tt = torch.from_numpy
+        return Batch(
+            image=tt(self._image[idx]), qpos=tt(q0), tokens=tt(self._tokens[idx]), act=tt(x),
+            rew=tt(rew), done=tt(done.astype(np.float32)),
+            discount=torch.full((len(idx),), self.gamma**h, dtype=torch.float32),
+            next_image=tt(self._image[nxt_idx]), next_qpos=tt(self._qpos[nxt_idx]), next_tokens=tt(self._tokens[nxt_idx]),
+            source=tt(self._source[idx].astype(np.int64)), intervention=tt(interv.astype(np.float32)),
+            episode_success=tt(self._success[idx].astype(np.float32)),
+        )
+
+
+def fit_action_scale(episodes: Sequence, horizon: int, floor: float = 0.02, q: float = 99.0) -> np.ndarray:
+    """Per-joint scale so that (target - q0) over a chunk maps mostly into [-1, 1]."""
+    deltas = []
+    for ep in episodes:
+        a, qp = np.asarray(ep.actions), np.asarray(ep.qpos)
+        t = len(a)
+        for k in range(0, t, max(1, horizon // 2)):
+            idx = np.minimum(np.arange(k, k + horizon), t - 1)
+            deltas.append(np.abs(a[idx] - qp[k]).max(axis=0))
+    if not deltas:
+        raise ValueError("no episodes to fit the action scale on")
+    return np.maximum(np.percentile(np.stack(deltas), q, axis=0), floor).astype(np.float32)
+
+
+__all__ += ["fit_action_scale"]

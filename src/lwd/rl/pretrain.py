@@ -1,0 +1,133 @@
+"""`lwd pretrain`: scripted demonstrations -> bags in the store -> flow-matching BC -> checkpoint v0.
+
+Demonstrations go through the same bag format and reader as fleet data, so the pretrained policy and every
+later version learn from one data path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lwd.data.bag import write_steps_bag
+from lwd.data.schema import CONTROL_DT_NS, EpisodeMeta, EpisodeSteps
+from lwd.data.store import ExperienceStore
+from lwd.policy.checkpoint import latest_version, save_checkpoint
+from lwd.policy.model import FlowVLA, PolicyConfig
+from lwd.rl.bc import BCConfig, FilteredBC
+from lwd.rl.dataset import ChunkBuffer, fit_action_scale
+
+log = logging.getLogger("lwd.pretrain")
+
+__all__ = ["PretrainConfig", "collect_demos", "pretrain"]
+
+
+@dataclass
+class PretrainConfig:
+    tasks: tuple[str, ...] = ("pick_place", "restock3")
+    """Tasks to demonstrate (one policy serves all)."""
+    demos_per_task: int = 20
+    demo_noise: float | None = None
+    """Scripted-expert imperfection; None = lwd.sim.expert.DEFAULT_DEMO_NOISE."""
+    steps: int = 2000
+    """Gradient steps."""
+    batch_size: int = 64
+    lr: float = 3e-4
+    image_size: int = 64
+    horizon: int = 10
+    flow_steps: int = 10
+    seed: int = 0
+    threads: int = 2
+    keep_failed: bool = False
+    """Keep demos the noisy expert failed (they are stored either way; BC trains on successes only)."""
+
+
+def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int) -> EpisodeSteps:
+    t = len(ro.actions)
+    meta = EpisodeMeta(
+        episode_id=episode_id, robot=robot, task=ro.task, instruction=ro.instruction, seed=int(ro.seed),
+        source="demo", outcome="success" if ro.success else "failure", start_ns=t0_ns,
+        end_ns=t0_ns + t * CONTROL_DT_NS,
+    )
+    return EpisodeSteps(
+        images=ro.images, qpos=ro.qpos, actions=ro.actions, source=ro.source,
+        policy_version=np.full(t, -1, dtype=np.int32), t_ns=t0_ns + CONTROL_DT_NS * np.arange(t, dtype=np.int64),
+        meta=meta,
+    )
+
+
+def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = True) -> int:
+    """Roll out the scripted expert and write each demo as a bag under ``episodes/demo``; returns successes."""
+    from lwd.sim.expert import DEFAULT_DEMO_NOISE
+    from lwd.sim.rollout import run_episode
+    from lwd.sim.world import SimWorld
+
+    noise = DEFAULT_DEMO_NOISE if cfg.demo_noise is None else cfg.demo_noise
+    jobs = [(task, cfg.seed * 100_000 + i) for task in cfg.tasks for i in range(cfg.demos_per_task)]
+    ok = 0
+    t0 = time.time_ns()
+    with SimWorld(image_size=cfg.image_size) as world:
+        bar = tqdm(jobs, desc="scripted demos", disable=not progress, unit="ep")
+        for n, (task, seed) in enumerate(bar):
+            ro = run_episode(world, task, seed, actor=None, operator=None, expert_noise=noise)
+            ok += bool(ro.success)
+            episode_id = f"demo-{task}-{seed:07d}"
+            path = store.episode_path("demo", episode_id)
+            if path.exists():
+                continue
+            write_steps_bag(path, rollout_to_steps(ro, "demo", episode_id, t0 + n * 10**11))
+            bar.set_postfix(success=f"{ok}/{n + 1}")
+    store.scan()
+    return ok
+
+
+def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress: bool = True) -> Path:
+    """Collect demos (if the store has none), fit normalization, train, write ``policies/v0``."""
+    cfg = cfg or PretrainConfig()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    store = ExperienceStore(Path(store_root))
+    if latest_version(store.root / "policies") is not None:
+        raise FileExistsError(f"{store.root / 'policies'} already has checkpoints; pretrain writes v0 only")
+    if not store.episodes(source="demo"):
+        collect_demos(store, cfg, progress)
+    episodes = [store.load(r) for r in store.episodes(source="demo")]
+    good = [e for e in episodes if e.success or cfg.keep_failed]
+    if not good:
+        raise RuntimeError("no successful demonstrations to pretrain on")
+    qpos = np.concatenate([e.qpos for e in good])
+    pcfg = PolicyConfig(
+        image_size=cfg.image_size, horizon=cfg.horizon, flow_steps=cfg.flow_steps,
+        action_scale=tuple(float(x) for x in fit_action_scale(good, cfg.horizon)),
+        qpos_mean=tuple(float(x) for x in qpos.mean(0)),
+        qpos_std=tuple(float(x) for x in np.maximum(qpos.std(0), 1e-2)),
+    )
+    model = FlowVLA(pcfg)
+    buffer = ChunkBuffer(pcfg)
+    for e in good:
+        buffer.add_episode(e)
+    algo = FilteredBC(model, BCConfig(lr=cfg.lr))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(algo.opt, T_max=cfg.steps, eta_min=cfg.lr * 0.1)
+    rng = np.random.default_rng(cfg.seed)
+    losses: list[float] = []
+    bar = tqdm(range(cfg.steps), desc="pretrain (flow matching)", disable=not progress, unit="step")
+    for _ in bar:
+        stats = algo.update(buffer.gather(buffer.sample_indices(cfg.batch_size, rng)))
+        sched.step()
+        losses.append(stats["loss/actor"])
+        if len(losses) % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    path = save_checkpoint(
+        store.root / "policies", model, 0,
+        extra={"parent": None, "algo": "pretrain", "demos": len(good), "steps": cfg.steps,
+               "final_loss": float(np.mean(losses[-50:])), "pretrain_config": dataclasses.asdict(cfg)},
+    )
+    log.info("pretrained v0 on %d demos (%d steps): %s", len(good), len(buffer), path)
+    return path

@@ -1,0 +1,284 @@
+"""Scripted expert: a state-machine over the *current* world state + damped-least-squares IK (ROS-free).
+
+Every ``act()`` re-derives the phase from the world (which item is unfinished, is it held, where is the tool), so the
+expert can take over mid-episode from any state, including on a mirror world driven by ``set_state``:
+
+  held item  -> lift to carry height -> move over its slot -> lower -> open
+  free item  -> (rise to travel height) -> above the item -> descend -> close -> (held)
+  other arm  -> rise, then go home in joint space
+
+``noise`` scales realistic imperfection: per-subgoal grasp/place offsets, a per-episode speed factor and temporally
+correlated joint-target noise. ``noise = 0`` is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+from lwd.sim.tasks import ITEMS, Goal
+from lwd.sim.world import ARMS, BIN_WALL_H, CONTROL_DT, GRIPPER_OPEN, N_JOINTS, SHELF_TOP, SLOTS, SimWorld
+
+__all__ = ["ScriptedExpert", "DEFAULT_DEMO_NOISE", "arm_slice"]
+
+DEFAULT_DEMO_NOISE = 0.3
+
+GRASP_H = 0.03  # TCP height above the item's bottom when grasping
+TRAVEL_Z = 0.21  # TCP height for empty transits
+CARRY_BOTTOM = max(SHELF_TOP, BIN_WALL_H) + 0.04  # item bottom height while carrying
+V_MAX = 0.35  # m/s Cartesian speed of the commanded tool target
+V_SLOW = 0.2  # m/s for the final descent / lowering
+JOINT_STEP_MAX = 0.35  # rad per control step for joint-space moves
+
+
+def arm_slice(arm: str) -> slice:
+    """Indices of an arm's 6 joints in the 14-D vector (gripper excluded)."""
+    return slice(0, 6) if arm == "left" else slice(7, 13)
+
+
+def _grip_index(arm: str) -> int:
+    return 6 if arm == "left" else 13
+
+
+def _down_frame(yaw: float) -> np.ndarray:
+    """Rotation whose z points down and whose y (finger closing axis) has heading ``yaw``."""
+    y = np.array([math.cos(yaw), math.sin(yaw), 0.0])
+    z = np.array([0.0, 0.0, -1.0])
+    x = np.cross(y, z)
+    return np.stack([x, y, z], axis=1)
+
+
+class ScriptedExpert:
+    """Joint-position targets for the world's current task, one per ``CONTROL_DT``.
+
+    Args:
+        world: the world to read (and whose model is used for IK).
+        noise: 0 = clean; ``DEFAULT_DEMO_NOISE`` gives varied, mostly successful demos.
+        seed: noise seed.
+    """
+
+    def __init__(self, world: SimWorld, noise: float = 0.0, seed: int = 0) -> None:
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        self.world = world
+        self.noise = float(noise)
+        self.seed = int(seed)
+        self._ik_data = mujoco.MjData(world.model)
+        self.phase = "idle"
+        self.reset()
+
+    def reset(self) -> None:
+        self._rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0xE7])
+        self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._jnoise = np.zeros(N_JOINTS)
+        self._speed = float(np.clip(1.0 + 0.25 * self.noise * self._rng.standard_normal(), 0.6, 1.4))
+        self.phase = "idle"
+
+    # ------------------------------------------------------------------ decisions
+    def current_goal(self) -> tuple[int, Goal] | None:
+        """(index, goal) of the subgoal to work on: a held unfinished item first, else the first unfinished one."""
+        w = self.world
+        pending = [(i, g) for i, g in enumerate(w.goals) if not self._goal_done(g)]
+        for i, g in pending:
+            if w.held_by(g.item) is not None:
+                return i, g
+        return pending[0] if pending else None
+
+    def _goal_done(self, g: Goal) -> bool:
+        w = self.world
+        return w.in_region(g.item, g.region, resting=False) and w.held_by(g.item) is None
+
+    def arm_for(self, g: Goal) -> str:
+        w = self.world
+        held = w.held_by(g.item)
+        if held is not None:
+            return held
+        if g.region in SLOTS and abs(SLOTS[g.region][0]) > 0.05:
+            return "left" if SLOTS[g.region][0] < 0 else "right"
+        return "left" if w.item_pos(g.item)[0] < 0 else "right"
+
+    def _offsets_for(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        if idx not in self._offsets:
+            s = 0.012 * self.noise
+            grasp = self._rng.normal(0.0, s, 3) * np.array([1.0, 1.0, 0.5])
+            place = self._rng.normal(0.0, s, 2)
+            self._offsets[idx] = (grasp, place)
+        return self._offsets[idx]
+
+    # ------------------------------------------------------------------ act
+    def act(self, obs: object = None) -> np.ndarray:
+        """Next 14-D joint-position target computed from the current world state (``obs`` is ignored)."""
+        w = self.world
+        q = w.qpos14()
+        target = q.copy()
+        cur = self.current_goal()
+        active = None
+        if cur is not None:
+            idx, g = cur
+            active = self.arm_for(g)
+            self._act_arm(active, idx, g, q, target)
+        else:
+            self.phase = "done"
+        for arm in ARMS:
+            if arm != active:
+                self._idle_arm(arm, q, target)
+        if self.noise > 0:
+            self._jnoise = 0.7 * self._jnoise + 0.3 * self._rng.normal(0.0, 0.05 * self.noise, N_JOINTS)
+            self._jnoise[[6, 13]] = 0.0
+            target = target + self._jnoise
+        return np.clip(target, w.joint_low, w.joint_high)
+
+    def _idle_arm(self, arm: str, q: np.ndarray, target: np.ndarray) -> None:
+        w = self.world
+        p = w.tcp_pos(arm)
+        home = w.home_qpos
+        sl = arm_slice(arm)
+        target[_grip_index(arm)] = GRIPPER_OPEN
+        if p[2] < TRAVEL_Z - 0.03 and np.linalg.norm(q[sl] - home[sl]) > 0.15:
+            goal = np.array([p[0], p[1], TRAVEL_Z])
+            target[sl] = self._ik_step(arm, q, goal, self._tcp_yaw(arm))
+        else:
+            step = np.clip(home[sl] - q[sl], -JOINT_STEP_MAX, JOINT_STEP_MAX)
+            target[sl] = q[sl] + step
+
+    def _act_arm(self, arm: str, idx: int, g: Goal, q: np.ndarray, target: np.ndarray) -> None:
+        w = self.world
+        it = ITEMS[g.item]
+        grasp_off, place_off = self._offsets_for(idx)
+        p = w.tcp_pos(arm)
+        c = w.item_pos(g.item)
+        bottom = c[2] - it.half_height
+        grip = w.gripper(arm)
+        gi = _grip_index(arm)
+        if w.held_by(g.item) == arm:
+            off = p - c
+            yaw = self._tcp_yaw(arm)
+            if g.region in SLOTS:
+                dest_xy = np.array(SLOTS[g.region]) + place_off
+                rest_bottom = SHELF_TOP
+            else:  # "bin"
+                dest_xy = np.array([0.0, -0.02]) + place_off
+                rest_bottom = 0.0
+            dxy = float(np.linalg.norm(c[:2] - dest_xy))
+            lowering = bottom < CARRY_BOTTOM - 0.01
+            over = dxy < (0.02 if lowering else 0.008)
+            target[gi] = 0.0
+            if not over:
+                if bottom < CARRY_BOTTOM - 0.015 and dxy > 0.03:
+                    self.phase = "lift"
+                    item_goal = np.array([c[0], c[1], CARRY_BOTTOM + it.half_height])
+                else:
+                    self.phase = "carry"
+                    item_goal = np.array([dest_xy[0], dest_xy[1], CARRY_BOTTOM + it.half_height])
+                v = V_MAX
+            elif bottom - rest_bottom > 0.006:
+                self.phase = "lower"
+                item_goal = np.array([dest_xy[0], dest_xy[1], rest_bottom + it.half_height + 0.002])
+                v = V_SLOW
+            else:
+                self.phase = "release"
+                item_goal = c
+                target[gi] = GRIPPER_OPEN
+                v = V_SLOW
+            target[arm_slice(arm)] = self._ik_step(arm, q, item_goal + off, yaw, v)
+            return
+        # free item: approach, descend, close
+        yaw = self._grasp_yaw(arm, g.item)
+        grasp = np.array([c[0], c[1], bottom + GRASP_H]) + grasp_off
+        above = np.array([grasp[0], grasp[1], max(TRAVEL_Z, grasp[2] + 0.08)])
+        dxy = float(np.linalg.norm(p[:2] - grasp[:2]))
+        rel = w.tcp_mat(arm).T @ (c - p)  # item centre in the tool frame (y = closing axis)
+        between = abs(rel[0]) < 0.025 and abs(rel[1]) < it.grasp_half_width + 0.012 and -0.06 < rel[2] < 0.03
+        if grip < GRIPPER_OPEN - 0.006:
+            if between and grip > it.grasp_half_width - 0.008:
+                self.phase = "close"
+                target[gi] = 0.0
+                target[arm_slice(arm)] = self._ik_step(arm, q, p, yaw, V_SLOW)
+            else:
+                self.phase = "reopen"
+                target[gi] = GRIPPER_OPEN
+                up = np.array([p[0], p[1], min(p[2] + 0.04, TRAVEL_Z)])
+                target[arm_slice(arm)] = self._ik_step(arm, q, up, self._tcp_yaw(arm), V_SLOW)
+            return
+        target[gi] = GRIPPER_OPEN
+        low = p[2] < above[2] - 0.015
+        if dxy < 0.006 and abs(p[2] - grasp[2]) < 0.006:
+            self.phase = "close"
+            target[gi] = 0.0
+            goal, v = grasp, V_SLOW
+        elif dxy < (0.02 if low else 0.008):
+            self.phase = "descend"
+            goal, v = grasp, V_SLOW
+        elif low and dxy > 0.03:
+            self.phase = "rise"
+            goal, v = np.array([p[0], p[1], above[2]]), V_MAX
+        else:
+            self.phase = "approach"
+            goal, v = above, V_MAX
+        target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
+
+    # ------------------------------------------------------------------ geometry helpers
+    def _tcp_yaw(self, arm: str) -> float:
+        y = self.world.tcp_mat(arm)[:, 1]
+        return math.atan2(y[1], y[0])
+
+    def _grasp_yaw(self, arm: str, item: str) -> float:
+        """Closing-axis heading for the item, choosing the 180-degree-symmetric option nearest the current one."""
+        it = ITEMS[item]
+        base = self.world.item_yaw(item) + math.pi / 2 if it.shape == "box" else math.pi / 2
+        cur = self._tcp_yaw(arm)
+        best = base
+        for k in (-2, -1, 0, 1, 2):
+            cand = base + k * math.pi
+            if abs(_wrap(cand - cur)) < abs(_wrap(best - cur)) - 1e-9:
+                best = cand
+        return cur + _wrap(best - cur)
+
+    def _ik_step(
+        self, arm: str, q14: np.ndarray, goal: np.ndarray, yaw: float, v: float = V_MAX
+    ) -> np.ndarray:
+        """Joint target for the arm: move the tool toward ``goal`` by at most one step of speed ``v``."""
+        p = self.world.tcp_pos(arm)
+        delta = goal - p
+        dist = float(np.linalg.norm(delta))
+        max_step = v * self._speed * CONTROL_DT
+        cmd = p + delta * (max_step / dist) if dist > max_step else goal.copy()
+        return self.solve_ik(arm, q14, cmd, yaw)
+
+    def solve_ik(self, arm: str, q14: np.ndarray, pos: np.ndarray, yaw: float, iters: int = 12) -> np.ndarray:
+        """Damped-least-squares IK (mj_jacSite) for the tool pose (position + pointing down with ``yaw``)."""
+        w = self.world
+        m, d = w.model, self._ik_data
+        d.qpos[:] = w.data.qpos
+        sl = arm_slice(arm)
+        adr = w.qpos_adr[sl]
+        dof = w.dof_adr[sl]
+        lo, hi = w.joint_low[sl], w.joint_high[sl]
+        q = q14[sl].copy()
+        rd = _down_frame(yaw)
+        site = w.tcp_site[arm]
+        jp = np.zeros((3, m.nv))
+        jr = np.zeros((3, m.nv))
+        lam2 = 1e-3
+        for _ in range(iters):
+            d.qpos[adr] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            r = d.site_xmat[site].reshape(3, 3)
+            ep = pos - d.site_xpos[site]
+            er = 0.5 * sum(np.cross(r[:, i], rd[:, i]) for i in range(3))
+            err = np.concatenate([ep, 0.5 * er])
+            if np.linalg.norm(ep) < 1e-4 and np.linalg.norm(er) < 1e-3:
+                break
+            mujoco.mj_jacSite(m, d, jp, jr, site)
+            jac = np.vstack([jp[:, dof], 0.5 * jr[:, dof]])
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), err)
+            dq = np.clip(dq, -0.3, 0.3)
+            q = np.clip(q + dq, lo, hi)
+        return q
+
+
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
