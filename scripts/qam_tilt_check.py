@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=0.005)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--no-shift", action="store_true", help="lean adjoint with v_base at t_k (exact discrete adjoint)")
+    ap.add_argument("--scheme", default="mission", choices=["mission", "next"])
     ap.add_argument("--adjoint-clip", type=float, default=None)
     ap.add_argument("--bc-weight", type=float, default=1.0)
     ap.add_argument("--grad-clip", type=float, default=10.0)
@@ -100,7 +101,7 @@ def main() -> None:
             t0 = time.time()
             qam, hist = run_qam(base, beta, args.iters, args.batch, seed, args.log_every, lr=args.lr, ema=args.ema,
                                 steps=args.steps, adjoint_time_shift=not args.no_shift, adjoint_clip=args.adjoint_clip,
-                                bc_weight=args.bc_weight, grad_clip=args.grad_clip)
+                                bc_weight=args.bc_weight, adjoint_scheme=args.scheme, grad_clip=args.grad_clip)
             m, mu = stats(qam.v_theta, steps=args.steps)
             print(f"beta={beta:g} seed={seed}: right-mass {m:.3f} (exact {em:.3f})  mean {mu:+.3f} (exact {emu:+.3f})"
                   f"  {time.time() - t0:.1f}s  history(it, mass, mean, |adj|, adj_std)="

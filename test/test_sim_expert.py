@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lwd.sim.expert import ScriptedExpert
+from lwd.sim.expert import DEFAULT_DEMO_NOISE, ScriptedExpert
 from lwd.sim.rollout import SOURCE_EXPERT, collect_demos, obs, run_episode
 from lwd.sim.world import SimWorld
 
@@ -44,7 +44,7 @@ def test_expert_takes_over_mid_episode(world: SimWorld) -> None:
 
 
 def test_episode_layout_and_noise(world: SimWorld) -> None:
-    r = run_episode(world, "pick_place", 5, expert_noise=0.3)
+    r = run_episode(world, "pick_place", 5, expert_noise=DEFAULT_DEMO_NOISE)
     t = len(r)
     assert r.images.shape == (t, 32, 32, 3) and r.images.dtype == np.uint8
     assert r.qpos.shape == (t, 14) and r.qpos.dtype == np.float32

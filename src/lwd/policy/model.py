@@ -39,7 +39,7 @@ class PolicyConfig:
     """Hashed word buckets of the instruction tokenizer."""
     max_tokens: int = 16
     text_dim: int = 64
-    vision_channels: int = 32
+    vision_channels: int = 16
     cond_dim: int = 256
     """Size of the observation features shared by actor and critics."""
     hidden: int = 512
@@ -174,8 +174,9 @@ class FlowVLA(nn.Module):
         text = self.text(tokens)
         return self.fuse(torch.cat([self.vision(img), text, self.proprio(q)], dim=1))
 
-    def loss(self, cond: torch.Tensor, x1: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        return flow_matching_loss(self.expert, cond, x1, weights)
+    def loss(self, cond: torch.Tensor, x1: torch.Tensor, weights: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        return flow_matching_loss(self.expert, cond, x1, weights, generator)
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

@@ -44,7 +44,8 @@ class PretrainConfig:
     horizon: int = 10
     flow_steps: int = 10
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
+    """torch CPU threads (1 is the robust choice on a shared 2-core machine)."""
     keep_failed: bool = False
     """Keep demos the noisy expert failed (they are stored either way; BC trains on successes only)."""
 

@@ -35,7 +35,7 @@ from torch import nn
 from lwd.policy.flow import FlowTime, euler_times, flow_matching_loss, sample_euler
 from lwd.rl.nets import soft_update
 
-__all__ = ["QAMConfig", "QAM", "memoryless_sigma", "lean_adjoint", "memoryless_trajectory"]
+__all__ = ["QAMConfig", "QAM", "memoryless_sigma", "lean_adjoint", "discrete_adjoint", "memoryless_trajectory"]
 
 assert FlowTime.NOISE == 0.0 and FlowTime.ACTION == 1.0  # everything below assumes t: 0 (noise) -> 1 (action)
 
@@ -93,6 +93,30 @@ def lean_adjoint(
     return torch.stack(out)
 
 
+def discrete_adjoint(base: Field, cond: torch.Tensor, xs: torch.Tensor, a_terminal: torch.Tensor) -> torch.Tensor:
+    """Exact discrete adjoint g_0 ... g_K [K+1, B, dim] of the *base* sampling chain along ``xs``.
+
+    The chain is the one ``memoryless_trajectory`` runs, with the base drift: x_{k+1} = x_k + h (2 v_base(x_k, t_k)
+    - x_k/(t_k + h)) for k < K - 1 and x_K = x_{K-1} + h v_base(x_{K-1}, t_{K-1}); g_K = ``a_terminal`` and
+    g_k = g_{k+1} + h VJP_x[step-k drift](g_{k+1}) at x_k, i.e. g_k = d(-beta Q(x_K))/dx_k along base dynamics.
+    """
+    steps = xs.shape[0] - 1
+    h = 1.0 / steps
+    b = cond.shape[0]
+    g = a_terminal.detach()
+    out = [g] * (steps + 1)
+    for k in reversed(range(steps)):
+        t = k * h
+        tv = torch.full((b,), t, dtype=xs.dtype, device=xs.device)
+        with torch.enable_grad():
+            x = xs[k].detach().requires_grad_(True)
+            f = base(cond, x, tv) if k == steps - 1 else 2.0 * base(cond, x, tv) - x / (t + h)
+            (vjp,) = torch.autograd.grad(f, x, grad_outputs=g)
+        g = g + h * vjp.detach()
+        out[k] = g
+    return torch.stack(out)
+
+
 @dataclass
 class QAMConfig:
     beta: float = 1.0  # inverse temperature of the tilt exp(beta Q)
@@ -105,6 +129,10 @@ class QAMConfig:
     residual: bool = False  # actor outputs v_theta - v_base_target
     clip_terminal: bool = True  # evaluate Q at clip(x_K) (gradient passed straight through)
     adjoint_time_shift: bool = True  # v_base at t_k + h in the lean adjoint (MISSION / reference); False: at t_k
+    # "mission": loss at (x_k, t_k) uses the lean adjoint a_k of MISSION.md §5 (includes step k's own Jacobian).
+    # "next": loss at (x_k, t_k) uses g_{k+1} of ``discrete_adjoint`` — the adjoint of the state x_{k+1} that the
+    # step-k control moves (the discrete-time optimal control for a Gaussian step); see the module docstring.
+    adjoint_scheme: str = "mission"
     adjoint_clip: float | None = None  # optional per-sample norm clip of the lean adjoints (variance reduction)
     loss_normalize: bool = False  # divide the summed-over-k loss by K (same optimum, smaller gradients)
 
@@ -161,7 +189,12 @@ class QAM(nn.Module):
         b = obs.shape[0]
         xs = self.trajectory(obs)  # [K+1, B, A]
         a_term = self.terminal_adjoint(obs, xs[-1])
-        adj = self.lean_adjoint(obs, xs, a_term)  # [K, B, A]
+        if cfg.adjoint_scheme == "mission":
+            adj = self.lean_adjoint(obs, xs, a_term)  # [K, B, A]: a_0 .. a_{K-1}
+        elif cfg.adjoint_scheme == "next":
+            adj = discrete_adjoint(self.base_target, obs, xs, a_term)[1:]  # g_1 .. g_K
+        else:
+            raise ValueError(f"unknown adjoint_scheme {cfg.adjoint_scheme!r}")
         if cfg.adjoint_clip is not None:
             n = adj.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             adj = adj * (cfg.adjoint_clip / n).clamp(max=1.0)

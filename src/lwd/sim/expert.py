@@ -23,10 +23,10 @@ from lwd.sim.world import ARMS, BIN_WALL_H, CONTROL_DT, GRIPPER_OPEN, N_JOINTS, 
 
 __all__ = ["ScriptedExpert", "DEFAULT_DEMO_NOISE", "arm_slice"]
 
-DEFAULT_DEMO_NOISE = 0.3
+DEFAULT_DEMO_NOISE = 0.5
 
 GRASP_H = 0.03  # TCP height above the item's bottom when grasping
-TRAVEL_Z = 0.21  # TCP height for empty transits
+TRAVEL_Z = 0.22  # TCP height for empty transits
 CARRY_BOTTOM = max(SHELF_TOP, BIN_WALL_H) + 0.04  # item bottom height while carrying
 V_MAX = 0.35  # m/s Cartesian speed of the commanded tool target
 V_SLOW = 0.2  # m/s for the final descent / lowering
@@ -66,6 +66,7 @@ class ScriptedExpert:
         self.noise = float(noise)
         self.seed = int(seed)
         self._ik_data = mujoco.MjData(world.model)
+        self.home_tcp = self._home_tcp()
         self.phase = "idle"
         self.reset()
 
@@ -73,6 +74,7 @@ class ScriptedExpert:
         self._rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 0xE7])
         self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._jnoise = np.zeros(N_JOINTS)
+        self._blocked = 0  # control steps the descent made no headway (finger landed on something)
         self._speed = float(np.clip(1.0 + 0.25 * self.noise * self._rng.standard_normal(), 0.6, 1.4))
         self.phase = "idle"
 
@@ -88,7 +90,7 @@ class ScriptedExpert:
 
     def _goal_done(self, g: Goal) -> bool:
         w = self.world
-        return w.in_region(g.item, g.region, resting=False) and w.held_by(g.item) is None
+        return w.in_region(g.item, g.region, resting=False) and w.item_upright(g.item) and w.held_by(g.item) is None
 
     def arm_for(self, g: Goal) -> str:
         w = self.world
@@ -130,14 +132,26 @@ class ScriptedExpert:
             target = target + self._jnoise
         return np.clip(target, w.joint_low, w.joint_high)
 
+    def _home_tcp(self) -> dict[str, np.ndarray]:
+        w, d = self.world, self._ik_data
+        d.qpos[:] = w.data.qpos
+        d.qpos[w.qpos_adr] = w.home_qpos
+        mujoco.mj_kinematics(w.model, d)
+        return {a: d.site_xpos[w.tcp_site[a]].copy() for a in ARMS}
+
     def _idle_arm(self, arm: str, q: np.ndarray, target: np.ndarray) -> None:
+        """Rise to travel height, cross to above the home tool position, then settle home in joint space."""
         w = self.world
         p = w.tcp_pos(arm)
         home = w.home_qpos
         sl = arm_slice(arm)
         target[_grip_index(arm)] = GRIPPER_OPEN
-        if p[2] < TRAVEL_Z - 0.03 and np.linalg.norm(q[sl] - home[sl]) > 0.15:
+        far = float(np.linalg.norm(p[:2] - self.home_tcp[arm][:2])) > 0.04
+        if far and p[2] < TRAVEL_Z - 0.01:
             goal = np.array([p[0], p[1], TRAVEL_Z])
+            target[sl] = self._ik_step(arm, q, goal, self._tcp_yaw(arm))
+        elif far:
+            goal = np.array([*self.home_tcp[arm][:2], TRAVEL_Z])
             target[sl] = self._ik_step(arm, q, goal, self._tcp_yaw(arm))
         else:
             step = np.clip(home[sl] - q[sl], -JOINT_STEP_MAX, JOINT_STEP_MAX)
@@ -211,6 +225,12 @@ class ScriptedExpert:
         elif dxy < (0.02 if low else 0.008):
             self.phase = "descend"
             goal, v = grasp, V_SLOW
+            # a finger resting on the item (or a neighbour) stops the descent: retry with a fresh, smaller offset
+            self._blocked = self._blocked + 1 if w.qvel14()[arm_slice(arm)].__abs__().max() < 0.05 else 0
+            if self._blocked >= 5:
+                self._blocked = 0
+                self._offsets[idx] = (0.5 * self._offsets_for(idx)[0] + self._retry_jitter(), self._offsets[idx][1])
+                goal, v = np.array([p[0], p[1], above[2]]), V_MAX
         elif low and dxy > 0.03:
             self.phase = "rise"
             goal, v = np.array([p[0], p[1], above[2]]), V_MAX
@@ -218,6 +238,9 @@ class ScriptedExpert:
             self.phase = "approach"
             goal, v = above, V_MAX
         target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
+
+    def _retry_jitter(self) -> np.ndarray:
+        return self._rng.normal(0.0, 0.004, 3) * np.array([1.0, 1.0, 0.0])
 
     # ------------------------------------------------------------------ geometry helpers
     def _tcp_yaw(self, arm: str) -> float:

@@ -52,7 +52,11 @@ BIN_HALF = (0.14, 0.10)  # inner half extents
 BIN_WALL_H = 0.05
 SHELF_TOP = 0.10
 SHELF_Y = 0.18
-SLOTS: dict[str, tuple[float, float]] = {"slot_red": (-0.13, 0.17), "slot_green": (0.0, 0.17), "slot_blue": (0.13, 0.17)}
+SLOTS: dict[str, tuple[float, float]] = {
+    "slot_red": (-0.13, 0.17),
+    "slot_green": (0.0, 0.17),
+    "slot_blue": (0.13, 0.17),
+}
 SLOT_HALF = 0.04
 SLOT_RGBA = {"slot_red": "0.9 0.35 0.35 1", "slot_green": "0.35 0.85 0.4 1", "slot_blue": "0.4 0.5 0.95 1"}
 ITEM_LANES = (-0.085, 0.0, 0.085)
@@ -245,13 +249,9 @@ class SimWorld:
             n: {i for i in range(m.ngeom) if m.geom_bodyid[i] == self.item_body[n]} for n in ITEM_NAMES
         }
         self.pad_geoms = {a: (m.geom(f"{a}_pad_a").id, m.geom(f"{a}_pad_b").id) for a in ARMS}
+        body_names = [m.body(int(m.geom_bodyid[i])).name for i in range(m.ngeom)]
         self.arm_geoms = {
-            a: {
-                i
-                for i in range(m.ngeom)
-                if m.body(int(m.geom_bodyid[i])).name.startswith(f"{a}_") and m.body(int(m.geom_bodyid[i])).name != f"{a}_base"
-            }
-            for a in ARMS
+            a: {i for i, b in enumerate(body_names) if b.startswith(f"{a}_") and b != f"{a}_base"} for a in ARMS
         }
         self.static_geoms = {i for i in range(m.ngeom) if m.geom_bodyid[i] == 0 and m.geom_contype[i]}
         self.camera_id = m.camera("overview").id

@@ -1,0 +1,70 @@
+"""The command mux: takeover wins on the next tick, bad commands never reach the arm."""
+
+import numpy as np
+import pytest
+
+from lwd.control.mux import CommandError, CommandMux, Source
+
+J = 14
+
+
+def _mux():
+    m = CommandMux(J, np.full(J, -1.0), np.full(J, 1.0), max_velocity=100.0)
+    m.reset(np.zeros(J))
+    return m
+
+
+def test_policy_chunk_is_followed_then_held():
+    m = _mux()
+    pts = np.stack([np.full(J, 0.1 * (i + 1)) for i in range(3)])
+    assert m.submit(Source.POLICY, pts, [0.1, 0.2, 0.3], "policy/v1", now=0.0)
+    assert np.allclose(m.tick(0.05, np.zeros(J), 0.02), 0.1)
+    assert np.allclose(m.tick(0.15, np.zeros(J), 0.02), 0.2)
+    assert m.source == Source.POLICY
+    assert np.allclose(m.tick(5.0, np.zeros(J), 0.02), 0.3)  # stale: hold the last point
+
+
+def test_takeover_wins_on_next_tick_and_drops_policy_chunk():
+    m = _mux()
+    m.submit(Source.POLICY, np.full((5, J), 0.5), np.arange(1, 6) * 0.1, "policy/v1", now=0.0)
+    m.tick(0.01, np.zeros(J), 0.02)
+    m.set_teleop_engaged(True)
+    assert m.active is None  # the policy chunk is gone at once
+    assert not m.submit(Source.POLICY, np.full((1, J), 0.9), [0.1], "policy/v1", now=0.02)  # ignored while engaged
+    assert m.submit(Source.TELEOP, np.full((1, J), -0.3), [0.1], "teleop", now=0.03)
+    assert np.allclose(m.tick(0.04, np.zeros(J), 0.02), -0.3) and m.source == Source.TELEOP
+    m.set_teleop_engaged(False)
+    m.tick(0.06, np.zeros(J), 0.02)
+    assert m.source == Source.HOLD  # hand-back: hold until the policy sends a chunk
+    assert m.submit(Source.POLICY, np.full((1, J), 0.2), [0.1], "policy/v1", now=0.07)
+
+
+def test_teleop_command_without_flag_is_a_takeover():
+    m = _mux()
+    m.submit(Source.TELEOP, np.zeros((1, J)), [0.1], "teleop", now=0.0)
+    assert m.teleop_engaged
+    assert not m.submit(Source.POLICY, np.zeros((1, J)), [0.1], "policy/v0", now=0.01)
+
+
+@pytest.mark.parametrize("pos,times", [
+    (np.full((1, J), np.nan), [0.1]),
+    (np.zeros((1, J - 1)), [0.1]),
+    (np.zeros((0, J)), []),
+    (np.zeros((2, J)), [0.2, 0.1]),
+    (np.zeros((1, J)), [np.inf]),
+])
+def test_malformed_commands_rejected(pos, times):
+    m = _mux()
+    with pytest.raises(CommandError):
+        m.submit(Source.POLICY, pos, times, "policy/v0", now=0.0)
+    assert m.active is None and np.allclose(m.tick(0.1, np.zeros(J), 0.02), 0.0)
+
+
+def test_limits_and_rate_limit():
+    m = CommandMux(J, np.full(J, -1.0), np.full(J, 1.0), max_velocity=1.0)
+    m.reset(np.zeros(J))
+    m.submit(Source.POLICY, np.full((1, J), 5.0), [1.0], "policy/v0", now=0.0)
+    assert np.allclose(m.tick(0.0, np.zeros(J), 0.1), 0.1)  # 1 rad/s over 0.1 s
+    for k in range(30):
+        out = m.tick(0.1 * k, np.zeros(J), 0.1)
+    assert np.allclose(out, 1.0)  # clipped to the joint limit

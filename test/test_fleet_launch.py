@@ -1,0 +1,155 @@
+"""Multi-process integration: fleet_sim.launch.py with 2 robots + learner over real DDS on localhost.
+
+Asserts what the nodes did, not only that launch exited (LaunchService returns 0 even when a node crashed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from lwd.app.demo import ros_env  # noqa: E402
+from lwd.data.schema import JOINT_NAMES, TOPICS  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def _spin_until(executor, cond, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.1)
+        if cond():
+            return True
+    return cond()
+
+
+@pytest.fixture
+def fleet(tiny_store, tmp_path):
+    """Launch 2 robots + learner on a copy of the tiny store; yields (store, env, proc); tears down fully."""
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    env = ros_env(tmp_path)
+    env["ROS_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
+    args = ["robots:=2", f"store:={store}", "tasks:=pick_place", "episodes_per_round:=1", "rounds:=1",
+            "time_limit_scale:=0.6", "updates_per_round:=10"]
+    log = open(tmp_path / "fleet.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "lwd.app.launch_runner", "fleet_sim.launch.py", *args],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    children: set[int] = set()
+    yield store, proc, children, tmp_path / "fleet.log"
+    try:
+        children.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        pass
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            pytest.fail("launch did not shut down on SIGINT")
+    log.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                                              for p in children):
+        time.sleep(0.2)
+    left = [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert not left, f"processes left behind: {left}"
+
+
+def test_fleet_round_trip(fleet):
+    from rclpy.node import Node
+    from std_msgs.msg import Bool, String
+    from trajectory_msgs.msg import JointTrajectory
+
+    from lwd.nodes.common import LATCHED_QOS, RELIABLE_QOS, numpy_to_trajectory
+
+    store, proc, children, log_path = fleet
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    node = Node("fleet_test", context=ctx)
+    ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    status: dict[str, dict] = {}
+    sources: list[str] = []
+    cmds: list[tuple[float, str]] = []
+    for r in ("robot0", "robot1"):
+        node.create_subscription(String, f"/{r}/policy/status",
+                                 lambda m, r=r: status.__setitem__(r, json.loads(m.data)), LATCHED_QOS)
+    node.create_subscription(String, "/robot1/cmd/source", lambda m: sources.append(m.data), LATCHED_QOS)
+    node.create_subscription(JointTrajectory, "/robot1/cmd/joint_trajectory",
+                             lambda m: cmds.append((time.monotonic(), m.header.frame_id)), RELIABLE_QOS)
+    engaged = node.create_publisher(Bool, "/robot1/teleop/engaged", LATCHED_QOS)
+    teleop = node.create_publisher(JointTrajectory, "/robot1/teleop/joint_trajectory", RELIABLE_QOS)
+    policy_in = node.create_publisher(JointTrajectory, "/robot1/policy/joint_trajectory", RELIABLE_QOS)
+    try:
+        children.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
+        # 1. Both robots come up running v0 and start acting.
+        assert _spin_until(ex, lambda: all(status.get(r, {}).get("version") == 0 for r in ("robot0", "robot1")), 90), \
+            f"robots did not report v0: {status}\n{log_path.read_text()[-3000:]}"
+        assert _spin_until(ex, lambda: any(tag.startswith("policy/") for _, tag in cmds), 60), "no policy command seen"
+        children.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
+
+        # 2. A malformed command (NaN) is rejected without killing the driver.
+        bad = numpy_to_trajectory(np.full((1, 14), np.nan), 0.1, JOINT_NAMES, "policy/v0", node.get_clock().now().to_msg())
+        policy_in.publish(bad)
+
+        # 3. Takeover: the mux switches to the teleop source, and no policy chunk passes while engaged.
+        engaged.publish(Bool(data=True))
+        hold = numpy_to_trajectory(np.zeros((1, 14)), 0.1, JOINT_NAMES, "teleop", node.get_clock().now().to_msg())
+        t_takeover = time.monotonic()
+        teleop.publish(hold)
+        assert _spin_until(ex, lambda: sources and sources[-1] == "teleop", 10), f"cmd/source never teleop: {sources}"
+        t_switch = time.monotonic()
+        _spin_until(ex, lambda: False, 1.0)
+        leaked = [tag for t, tag in cmds if t > t_switch + 0.2 and tag.startswith("policy/")]
+        assert not leaked, f"policy commands executed during takeover: {leaked}"
+        assert any(tag == "teleop" and t >= t_takeover for t, tag in cmds)
+        engaged.publish(Bool(data=False))
+
+        # 4. The learner turns the round's episodes into v1, and every robot hot-swaps to it.
+        assert _spin_until(ex, lambda: all(status.get(r, {}).get("version") == 1 for r in ("robot0", "robot1")), 150), \
+            f"robots did not swap to v1: {status}\n{log_path.read_text()[-4000:]}"
+        assert (store / "policies" / "v1" / "manifest.json").exists()
+        assert proc.poll() is None, "launch exited early"
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+    # 5. Bags: one per robot, readable by rosbags AnyReader, with the expected topics and metadata.
+    from rosbags.highlevel import AnyReader
+
+    from lwd.data.bag import read_episode
+
+    bags = sorted(p.parent for p in (store / "episodes").glob("robot*/*/episode.json"))
+    assert {b.parent.name for b in bags} == {"robot0", "robot1"}, bags
+    for bag in bags:
+        with AnyReader([bag]) as reader:
+            topics = {c.topic.lstrip("/") for c in reader.connections}
+            counts = {c.topic.lstrip("/"): c.msgcount for c in reader.connections}
+        for t in ("joint_states", "camera/image_raw", "cmd/joint_trajectory", "episode/event", "task/instruction",
+                  "policy/joint_trajectory"):
+            assert t in topics and counts[t] > 0, (bag, t, counts)
+        assert topics <= set(TOPICS)
+        meta = json.loads((bag / "episode.json").read_text())
+        assert meta["outcome"] in ("success", "failure") and meta["task"] == "pick_place" and 0 in meta["policy_versions"]
+        steps = read_episode(bag)
+        assert len(steps) > 10 and steps.images.shape[1:] == (64, 64, 3)
+    log_text = log_path.read_text()
+    assert "process has died" not in log_text, log_text[-3000:]
+    assert "rejected policy command" in log_text or "rejected" in log_text
