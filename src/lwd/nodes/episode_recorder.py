@@ -36,6 +36,7 @@ class EpisodeRecorder(Node):
         self.lock = threading.Lock()
         self.writer: EpisodeBagWriter | None = None
         self.episodes = 0
+        self.latched: dict[str, bytes] = {}
         for topic, msgtype in TOPICS.items():
             self.create_subscription(
                 get_message(msgtype), topic, lambda data, t=topic: self._on_raw(t, data),
@@ -52,8 +53,10 @@ class EpisodeRecorder(Node):
                 self.get_logger().warning(f"dropped malformed episode/event: {e}")
                 return
         with self.lock:
+            if _QOS.get(topic) is LATCHED_QOS:
+                self.latched[topic] = bytes(data)
             if isinstance(event, dict) and event.get("event") == "start":
-                self._open(event)
+                self._open(event, t_ns)
             if self.writer is None:
                 return
             try:
@@ -63,7 +66,7 @@ class EpisodeRecorder(Node):
             if isinstance(event, dict) and event.get("event") == "end":
                 self._close()
 
-    def _open(self, event: dict) -> None:
+    def _open(self, event: dict, t_ns: int) -> None:
         if self.writer is not None:
             self.get_logger().warning("start without end: closing the previous episode as aborted")
             self._close(outcome="aborted")
@@ -72,6 +75,10 @@ class EpisodeRecorder(Node):
         try:
             self.writer = EpisodeBagWriter(path, EpisodeMeta(episode_id=episode_id, robot=self.robot, source="fleet"))
             self.writer.open()
+            # Like rosbag2 with transient-local topics: each bag starts with the latest latched state
+            # (instruction, engaged flag, command source, policy status), even if it was sent before the start.
+            for topic, data in self.latched.items():
+                self.writer.write_raw(topic, t_ns, data)
         except BagError as e:
             self.get_logger().error(f"cannot record episode {episode_id}: {e}")
             self.writer = None

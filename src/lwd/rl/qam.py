@@ -18,6 +18,16 @@ policy is pi(a|s) ∝ pi_base(a|s) exp(beta Q(s, a)). With K steps, h = 1/K, t_k
   (``residual``: the actor outputs v_theta - v_base_target directly and is zero-initialised by the caller),
   plus ``bc_weight`` * flow-matching BC loss of ``base`` on the dataset actions (a separate optimizer).
 
+Adjoint indexing (``QAMConfig.adjoint_scheme``). "mission" (default) is the scheme above, as in MISSION.md §5 and the
+QAM reference code: the loss at (x_k, t_k) uses a_k, which already contains step k's own Jacobian. At k = 0 that
+Jacobian is I + h(2 grad v - I/h) = 2h grad v ~ 0 (the memoryless step forgets x_0), so the control of the first,
+highest-noise step — the one that picks the mode — gets almost no signal. "next" pairs the step-k control with
+g_{k+1}, the exact discrete adjoint (``discrete_adjoint``, base field at t_k, last step the ODE step) of the state
+x_{k+1} that the step-k control actually moves: the discrete-time optimal control of a Gaussian step is
+u_k = sigma_k grad log V_{k+1}(x_{k+1}). Both share the continuous-time limit. Measured on the 1-D toy
+(scripts/qam_tilt_check.py; K = 10, 3x128 MLPs, batch 512): right-mode mass 0.79 ("mission") vs 0.84 ("next") at
+beta = 1 (exact 0.881), 0.84 vs 0.94 at beta = 2 (exact 0.982); "next" with K = 20: 0.86 at beta = 1.
+
 Optional variance reductions (off by default, see ``QAMConfig``): ``adjoint_clip`` clips each lean adjoint's norm
 (the adjoints are heavy-tailed near the gap between modes), ``loss_normalize`` divides the loss by K.
 """
