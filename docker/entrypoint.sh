@@ -1,0 +1,5 @@
+#!/bin/bash
+set -e
+source "/opt/ros/${ROS_DISTRO:-kilted}/setup.bash"
+source /ws/install/setup.bash
+exec "$@"
