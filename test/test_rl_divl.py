@@ -229,6 +229,14 @@ def test_weights_and_done_mask():
     s2 = model.update(b3)
     assert s1["critic_loss"] == pytest.approx(s2["critic_loss"], rel=1e-5)
     assert s1["value_loss"] == pytest.approx(s2["value_loss"], rel=1e-5)
+    # done = 1 everywhere: the TD target is the reward alone; done = 0: it bootstraps from V(s') * discount
+    b4 = {k: v.clone() for k, v in batch.items()}
+    b4["done"] = torch.ones(64)
+    assert model.update(b4)["td_target_mean"] == pytest.approx(float(batch["rew"].mean()), abs=1e-6)
+    b4["done"] = torch.zeros(64)
+    with torch.no_grad():
+        expect = float((batch["rew"] + GAMMA * model.v(batch["next_obs"])).mean())
+    assert model.update(b4)["td_target_mean"] == pytest.approx(expect, abs=1e-5)
 
 
 def test_pessimism_and_state_dict_roundtrip():

@@ -17,8 +17,10 @@ class VLAPolicy:
     ``obs`` = ``{"image": uint8 (S, S, 3), "qpos": (J,), "instruction": str}``.
     """
 
-    def __init__(self, model: FlowVLA, version: int = 0, seed: int | None = None, exec_steps: int | None = None) -> None:
+    def __init__(self, model: FlowVLA, version: int = 0, seed: int | None = None, exec_steps: int | None = None,
+                 noise_scale: float = 1.0) -> None:
         self.model = model.eval()
+        self.noise_scale = noise_scale
         self.sha256: str | None = None
         self.exec_steps = exec_steps or model.cfg.horizon
         self.cfg = model.cfg
@@ -54,7 +56,8 @@ class VLAPolicy:
             torch.from_numpy(image[None]), torch.from_numpy(qpos[None]),
             torch.from_numpy(self._tokens(obs["instruction"])[None]),
         )
-        noise = torch.randn(1, self.cfg.action_dim, generator=self._gen) if self._gen is not None else None
+        # noise_scale < 1 samples closer to the flow's mode (0 = deterministic): smoother chunks from a small policy.
+        noise = torch.randn(1, self.cfg.action_dim, generator=self._gen) * self.noise_scale
         x = self.model.sample(cond, noise=noise)[0].numpy()
         return denormalize_chunk(x, qpos, self._scale, self.cfg.n_joints)
 

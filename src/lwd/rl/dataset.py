@@ -103,9 +103,9 @@ class ChunkBuffer:
         return self._success
 
     def filtered_bc_mask(self) -> np.ndarray:
-        """HG-DAgger-style data: expert demos, operator corrections, and policy steps of successful episodes."""
+        """HG-DAgger-style data: operator corrections, plus every other step of successful episodes."""
         self._build()
-        return (self._source == SOURCE_EXPERT) | (self._source == SOURCE_TELEOP) | self._success
+        return (self._source == SOURCE_TELEOP) | self._success
 
     def sample_indices(self, batch_size: int, rng: np.random.Generator, mask: np.ndarray | None = None) -> np.ndarray:
         self._build()
