@@ -22,6 +22,7 @@ ARGS = {
     "intervene": ("true", "let the scripted operators take over"),
     "algo": ("", "learner update rule (default from config/learner.yaml)"),
     "updates_per_round": ("", "learner gradient steps per round"),
+    "offline_updates": ("", "learner offline-phase steps on the demos"),
     "learner": ("true", "start the learner"),
 }
 
@@ -48,7 +49,7 @@ def _fleet(context):
             launch_arguments={
                 "store": a["store"], "algo": a["algo"], "seed": a["seed"],
                 "min_new_episodes": str(n * max(1, int(a["episodes_per_round"]))),
-                "updates_per_round": a["updates_per_round"],
+                "updates_per_round": a["updates_per_round"], "offline_updates": a["offline_updates"],
             }.items()))
     return actions
 

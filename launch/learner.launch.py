@@ -13,6 +13,7 @@ ARGS = {
     "algo": ("", "update rule (default from the config file)"),
     "min_new_episodes": ("", "fleet episodes per update round (default from the config file)"),
     "updates_per_round": ("", "gradient steps per round (default from the config file)"),
+    "offline_updates": ("", "offline-phase steps on the demos before the first round (default from the config file)"),
     "seed": ("0", "learner seed"),
     "config": ("", "parameter file (default: the package's config/learner.yaml)"),
 }
@@ -24,7 +25,7 @@ def _nodes(context):
     overrides = {"store": os.path.expanduser(a["store"]), "seed": int(a["seed"])}
     if a["algo"]:
         overrides["algo"] = a["algo"]
-    for key in ("min_new_episodes", "updates_per_round"):
+    for key in ("min_new_episodes", "updates_per_round", "offline_updates"):
         if a[key]:
             overrides[key] = int(a[key])
     return [Node(package="lwd", executable="learner", name="learner", output="screen",

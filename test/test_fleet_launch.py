@@ -44,7 +44,7 @@ def fleet(tiny_store, tmp_path):
     env = ros_env(tmp_path)
     env["ROS_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
     args = ["robots:=2", f"store:={store}", "tasks:=pick_place", "episodes_per_round:=1", "rounds:=1",
-            "time_limit_scale:=0.6", "updates_per_round:=10"]
+            "time_limit_scale:=0.6", "updates_per_round:=4", "offline_updates:=3"]
     log = open(tmp_path / "fleet.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "lwd.app.launch_runner", "fleet_sim.launch.py", *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -150,6 +150,10 @@ def test_fleet_round_trip(fleet):
         assert meta["outcome"] in ("success", "failure") and meta["task"] == "pick_place" and 0 in meta["policy_versions"]
         steps = read_episode(bag)
         assert len(steps) > 10 and steps.images.shape[1:] == (64, 64, 3)
+    # The default learner (DIVL + QAM) ran its offline phase on the demos, then an online round on these bags.
+    assert json.loads((store / "policies" / "v1" / "manifest.json").read_text())["algo"] == "lwd"
+    phases = [json.loads(x)["phase"] for x in (store / "learner" / "metrics.jsonl").read_text().splitlines()]
+    assert phases[:3] == ["offline", "online", "gate"], phases
     log_text = log_path.read_text()
     assert "process has died" not in log_text, log_text[-3000:]
     assert "rejected policy command" in log_text, "the NaN command was not rejected by the arm driver"

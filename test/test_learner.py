@@ -82,3 +82,50 @@ def test_learner_config_validation():
         LearnerConfig(algo="nope")
     with pytest.raises(ValueError):
         LearnerConfig(min_new_episodes=0)
+
+
+@pytest.mark.parametrize("algo", ["lwd", "iql_awr", "lwd_no_divl", "lwd_no_qam"])
+def test_rl_algorithms_offline_then_online(tiny_store, tmp_path, algo):
+    """Offline phase on the demos, then one online round from new fleet bags, gate evidence logged."""
+    import json
+
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, LearnerConfig(algo=algo, min_new_episodes=1, updates_per_round=2, offline_updates=2,
+                                           batch_size=8, algo_overrides={"gate_tolerance": 10.0}))
+    eid = "robot0-rl-0"
+    write_steps_bag(store.episode_path("robot0", eid),
+                    _episode(25, success=True, size=cfg.image_size, eid=eid, robot="robot0",
+                             source=[SOURCE_POLICY] * 15 + [SOURCE_TELEOP] * 10))
+    assert learner.poll() == 1
+    rows = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()]
+    phases = [r["phase"] for r in rows]
+    assert phases[:3] == ["offline", "online", "gate"]
+    online = rows[1]
+    assert any(k.startswith("critic/") for k in online) and any(k.startswith("actor/") for k in online)
+    assert all(np.isfinite(v) for k, v in online.items() if isinstance(v, float))
+    gate = rows[2]
+    assert gate["gate/accepted"] == 1.0 and "gate/q_candidate" in gate and "gate/q_deployed" in gate
+    ck = load_checkpoint(root / "policies" / "v1")
+    assert ck.manifest["algo"] == algo and (root / "policies" / "v1" / "learner.safetensors").exists()
+    # Restart resumes the critic + behaviour flow from the checkpoint.
+    again = Learner(ExperienceStore(root), LearnerConfig(algo=algo, min_new_episodes=1, updates_per_round=2))
+    assert again.version == 1
+
+
+def test_gate_rejects_a_worse_candidate(tiny_store, tmp_path):
+    """With a negative tolerance no candidate can pass: nothing is published, the evidence is logged."""
+    import json
+
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, LearnerConfig(algo="lwd", min_new_episodes=1, updates_per_round=2, batch_size=8,
+                                           algo_overrides={"gate_tolerance": -10.0}))
+    write_steps_bag(store.episode_path("robot0", "e"), _episode(20, True, size=cfg.image_size, eid="e", robot="robot0"))
+    assert learner.poll() is None and list_versions(root / "policies") == [0]
+    gate = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert gate["phase"] == "gate" and gate["gate/accepted"] == 0.0

@@ -25,7 +25,22 @@ def _bc(model: FlowVLA, overrides: dict) -> Algorithm:
     return FilteredBC(model, _with_overrides(BCConfig, overrides))
 
 
-ALGORITHMS: dict[str, Callable[[FlowVLA, dict], Algorithm]] = {"bc": _bc}
+def _fleet_rl(variant: str) -> Callable[[FlowVLA, dict], Algorithm]:
+    def make(model: FlowVLA, overrides: dict) -> Algorithm:
+        from lwd.rl.fleet_rl import FleetRL, FleetRLConfig
+
+        return FleetRL(model, _with_overrides(FleetRLConfig, overrides), variant=variant)
+
+    return make
+
+
+ALGORITHMS: dict[str, Callable[[FlowVLA, dict], Algorithm]] = {
+    "lwd": _fleet_rl("lwd"),  # DIVL + QAM
+    "bc": _bc,  # filtered BC (HG-DAgger style)
+    "iql_awr": _fleet_rl("iql_awr"),
+    "lwd_no_divl": _fleet_rl("lwd_no_divl"),  # scalar expectile critic + QAM
+    "lwd_no_qam": _fleet_rl("lwd_no_qam"),  # DIVL + AWR
+}
 
 
 def make_algorithm(name: str, model: FlowVLA, overrides: dict | None = None) -> Algorithm:

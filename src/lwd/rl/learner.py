@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lwd.data.store import ExperienceStore
-from lwd.policy.checkpoint import load_checkpoint, save_checkpoint, version_dir, latest_version
+from lwd.policy.checkpoint import latest_version, load_checkpoint, save_checkpoint, version_dir
 from lwd.policy.model import FlowVLA
 from lwd.rl.algorithms import ALGORITHMS, make_algorithm
 from lwd.rl.dataset import ChunkBuffer
@@ -29,7 +29,7 @@ __all__ = ["LearnerConfig", "Learner"]
 
 @dataclass
 class LearnerConfig:
-    algo: str = "bc"
+    algo: str = "lwd"
     """Update rule: lwd (DIVL + QAM), bc, iql_awr, lwd_no_divl, lwd_no_qam."""
     min_new_episodes: int = 2
     """Fleet episodes to wait for before an update round."""
@@ -69,6 +69,11 @@ class Learner:
         self.model: FlowVLA = ckpt.model
         self.buffer = ChunkBuffer(ckpt.config, gamma=cfg.gamma)
         self.algo = make_algorithm(cfg.algo, self.model, cfg.algo_overrides)
+        extra = version_dir(self.policies, v) / "learner.safetensors"
+        if extra.exists() and ckpt.manifest.get("algo") == cfg.algo and hasattr(self.algo, "load_extra_state"):
+            from safetensors.torch import load_file
+
+            self.algo.load_extra_state(load_file(str(extra)))  # resume critic + behaviour flow after a restart
         self.pending_fleet = 0
         self.total_updates = 0
         self.metrics_dir = self.store.root / "learner"
@@ -133,9 +138,10 @@ class Learner:
         episodes = self.pending_fleet
         self.pending_fleet = 0
         stats = self._train(self.cfg.updates_per_round, "online")
-        accept, evidence = self.algo.gate(self.buffer) if hasattr(self.algo, "gate") else (True, {})
+        accept, evidence = self.algo.gate(self.buffer, self.rng) if hasattr(self.algo, "gate") else (True, {})
         self._log("gate", {"gate/accepted": float(accept), **{f"gate/{k}": float(v) for k, v in evidence.items()}})
         if not accept:
+            # The candidate keeps training on the next round's data; the fleet keeps the deployed version.
             log.info("learner: candidate rejected by the gate: %s", evidence)
             return None
         new = self.version + 1
@@ -147,6 +153,8 @@ class Learner:
             extra_tensors=self.algo.extra_state() or None,
         )
         self.version = new
+        if hasattr(self.algo, "on_published"):
+            self.algo.on_published()
         log.info("learner: published v%d (%d new episodes, %d steps in buffer)", new, episodes, len(self.buffer))
         return new
 
