@@ -104,7 +104,14 @@ def test_fleet_round_trip(fleet):
         assert _spin_until(ex, lambda: any(tag.startswith("policy/") for _, tag in cmds), 60), "no policy command seen"
         children.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
 
-        # 2. A malformed command (NaN) is rejected without killing the driver.
+        # 2a. A bad checkpoint announcement (sha256 mismatch) is rejected; the robot keeps running v0.
+        bogus = node.create_publisher(String, "/fleet/policy", LATCHED_QOS)
+        bogus.publish(String(data=json.dumps({"version": 99, "uri": str(store / "policies" / "v0"), "sha256": "0" * 64})))
+        assert _spin_until(ex, lambda: any(r.get("version") == 99 for r in status.get("robot0", {}).get("rejected", [])),
+                           30), f"bogus policy not rejected: {status}"
+        assert status["robot0"]["version"] == 0
+
+        # 2b. A malformed command (NaN) is rejected without killing the driver.
         bad = numpy_to_trajectory(np.full((1, 14), np.nan), 0.1, JOINT_NAMES, "policy/v0", node.get_clock().now().to_msg())
         policy_in.publish(bad)
 
