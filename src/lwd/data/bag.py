@@ -467,7 +467,7 @@ def _image_to_array(msg: Any) -> np.ndarray:
 
 
 def _reorder_joints(names: list[str], pos: np.ndarray) -> np.ndarray:
-    if names and list(names) != JOINT_NAMES and set(names) == set(JOINT_NAMES):
+    if names and list(names) != list(JOINT_NAMES) and set(names) == set(JOINT_NAMES):
         idx = {n: i for i, n in enumerate(names)}
         return pos[[idx[n] for n in JOINT_NAMES]]
     return pos

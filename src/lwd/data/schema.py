@@ -18,14 +18,7 @@ from typing import Any
 
 import numpy as np
 
-N_JOINTS = 14
-CONTROL_DT = 0.1
-CONTROL_DT_NS = 100_000_000  # == round(CONTROL_DT * 1e9); integer grid arithmetic avoids float drift
-
-JOINT_NAMES: list[str] = [f"{side}_{j}" for side in ("left", "right")
-                          for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
-                                    "gripper")]
-assert len(JOINT_NAMES) == N_JOINTS
+from lwd.robot import CONTROL_DT, CONTROL_DT_NS, JOINT_NAMES, N_JOINTS  # noqa: F401 - re-exported contract
 
 TOPICS: dict[str, str] = {
     "joint_states": "sensor_msgs/msg/JointState",

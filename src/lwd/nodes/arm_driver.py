@@ -21,7 +21,7 @@ from lwd.nodes.common import (
     LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, joint_state, numpy_to_trajectory, parse_json, run_node,
     trajectory_to_numpy,
 )
-from lwd.sim.world import JOINT_NAMES, N_JOINTS
+from lwd.robot import JOINT_NAMES, N_JOINTS
 
 
 class ArmDriver(Node):

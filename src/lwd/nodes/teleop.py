@@ -21,7 +21,7 @@ from trajectory_msgs.msg import JointTrajectory
 from lwd.nodes.common import (
     LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, json_msg, numpy_to_trajectory, parse_json, run_node,
 )
-from lwd.sim.world import CONTROL_DT, JOINT_NAMES
+from lwd.robot import CONTROL_DT, JOINT_NAMES
 
 
 def episode_seed(base_seed: int, robot: str, seq: int) -> int:

@@ -23,7 +23,7 @@ from lwd.nodes.common import (
 )
 from lwd.policy.checkpoint import CheckpointError, latest_version, load_checkpoint, version_dir
 from lwd.policy.inference import VLAPolicy
-from lwd.sim.world import CONTROL_DT, JOINT_NAMES
+from lwd.robot import CONTROL_DT, JOINT_NAMES
 
 
 class VLAPolicyNode(Node):

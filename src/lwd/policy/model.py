@@ -44,6 +44,10 @@ class PolicyConfig:
     """Size of the observation features shared by actor and critics."""
     hidden: int = 512
     """Width of the action expert."""
+    expert_arch: str = "film"
+    """Action expert: "film" (residual blocks modulated by cond and t) or "mlp" (plain concat MLP)."""
+    coord_conv: bool = True
+    """Append fixed x/y coordinate channels to the image (the camera is static: absolute position matters)."""
     action_scale: tuple[float, ...] = field(default_factory=lambda: (0.5,) * 14)
     """Per-joint scale of (target - q0) mapped to 1.0; fitted to the pretraining data."""
     qpos_mean: tuple[float, ...] = field(default_factory=lambda: (0.0,) * 14)
@@ -107,11 +111,12 @@ class SpatialSoftmax(nn.Module):
 
 
 class VisionEncoder(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, coord_conv: bool = False) -> None:
         super().__init__()
         c = channels
+        self.coord_conv = coord_conv
         self.conv = nn.Sequential(
-            nn.Conv2d(3, c, 5, stride=2, padding=2), nn.GroupNorm(4, c), nn.SiLU(),
+            nn.Conv2d(5 if coord_conv else 3, c, 5, stride=2, padding=2), nn.GroupNorm(4, c), nn.SiLU(),
             nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * c), nn.SiLU(),
             nn.Conv2d(2 * c, 2 * c, 3, stride=1, padding=1), nn.GroupNorm(8, 2 * c), nn.SiLU(),
         )
@@ -120,7 +125,13 @@ class VisionEncoder(nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """img [B, 3, S, S] float in [0, 1] -> [B, out_dim]."""
-        f = self.conv(img * 2.0 - 1.0)
+        x = img * 2.0 - 1.0
+        if self.coord_conv:
+            b, _, h, w = x.shape
+            ys = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(b, 1, h, w)
+            xs = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(b, 1, h, w)
+            x = torch.cat([x, xs, ys], dim=1)
+        f = self.conv(x)
         return torch.cat([self.keypoints(f), f.mean(dim=(2, 3))], dim=1)
 
 
@@ -132,21 +143,59 @@ def time_embedding(t: torch.Tensor, dim: int = 64) -> torch.Tensor:
     return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
 
 
-class ActionExpert(nn.Module):
-    """Velocity field v(cond, x_t, t) over the flattened chunk; also used as QAM's base and fine-tuned fields."""
+class _FiLMBlock(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False)
+        self.film = nn.Linear(hidden, 2 * hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
 
-    def __init__(self, cond_dim: int, action_dim: int, hidden: int, time_dim: int = 64) -> None:
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(c).chunk(2, dim=1)
+        z = self.norm(h) * (1.0 + scale) + shift
+        return h + self.fc2(nn.functional.silu(self.fc1(nn.functional.silu(z))))
+
+
+class ActionExpert(nn.Module):
+    """Velocity field v(cond, x_t, t) over the flattened chunk; also used as QAM's base and fine-tuned fields.
+
+    ``arch="film"``: the input layer sees [cond, x_t, t]; residual blocks are FiLM-modulated by an embedding of
+    (cond, t), so the observation steers every layer instead of competing with the noisy x_t in one concat.
+    ``arch="mlp"``: a plain 4-layer MLP over the concat.
+    """
+
+    def __init__(self, cond_dim: int, action_dim: int, hidden: int, time_dim: int = 64, arch: str = "film",
+                 n_blocks: int = 3) -> None:
         super().__init__()
         self.time_dim = time_dim
-        self.net = nn.Sequential(
-            nn.Linear(cond_dim + action_dim + time_dim, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
-            nn.Linear(hidden, action_dim),
-        )
+        self.arch = arch
+        if arch == "mlp":
+            self.net = nn.Sequential(
+                nn.Linear(cond_dim + action_dim + time_dim, hidden), nn.SiLU(),
+                nn.Linear(hidden, hidden), nn.SiLU(),
+                nn.Linear(hidden, hidden), nn.SiLU(),
+                nn.Linear(hidden, action_dim),
+            )
+        elif arch == "film":
+            self.inp = nn.Linear(cond_dim + action_dim + time_dim, hidden)
+            self.ctx = nn.Sequential(nn.Linear(cond_dim + time_dim, hidden), nn.SiLU())
+            self.blocks = nn.ModuleList(_FiLMBlock(hidden) for _ in range(n_blocks))
+            self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, action_dim))
+        else:
+            raise ValueError(f"unknown action expert arch {arch!r}")
 
     def forward(self, cond: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([cond, x, time_embedding(t, self.time_dim)], dim=1))
+        te = time_embedding(t, self.time_dim)
+        if self.arch == "mlp":
+            return self.net(torch.cat([cond, x, te], dim=1))
+        c = self.ctx(torch.cat([cond, te], dim=1))
+        h = self.inp(torch.cat([cond, x, te], dim=1))
+        for blk in self.blocks:
+            h = blk(h, c)
+        return self.out(h)
 
 
 class FlowVLA(nn.Module):
@@ -155,14 +204,14 @@ class FlowVLA(nn.Module):
     def __init__(self, cfg: PolicyConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.vision = VisionEncoder(cfg.vision_channels)
+        self.vision = VisionEncoder(cfg.vision_channels, cfg.coord_conv)
         self.text = nn.EmbeddingBag(cfg.vocab_size, cfg.text_dim, mode="mean", padding_idx=0)
         self.proprio = nn.Sequential(nn.Linear(cfg.n_joints, 64), nn.SiLU())
         self.fuse = nn.Sequential(
             nn.Linear(self.vision.out_dim + cfg.text_dim + 64, cfg.cond_dim), nn.SiLU(),
             nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.LayerNorm(cfg.cond_dim),
         )
-        self.expert = ActionExpert(cfg.cond_dim, cfg.action_dim, cfg.hidden)
+        self.expert = ActionExpert(cfg.cond_dim, cfg.action_dim, cfg.hidden, arch=cfg.expert_arch)
         self.register_buffer("qpos_mean", torch.tensor(cfg.qpos_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("qpos_std", torch.tensor(cfg.qpos_std, dtype=torch.float32), persistent=False)
 
