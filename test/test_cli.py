@@ -1,0 +1,35 @@
+"""The `lwd` CLI on the core: info on a store, clear errors on bad input."""
+
+import json
+
+from lwd.app.demo import summarize
+from lwd.cli import main
+
+
+def test_info_reports_store(tiny_store, capsys):
+    assert main(["info", "--store", str(tiny_store)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["episodes"] == 4 and info["by_source"] == {"demo": 4}
+    assert [p["version"] for p in info["policies"]] == [0] and info["policies"][0]["algo"] == "pretrain"
+
+
+def test_clear_errors(tiny_store, tmp_path, capsys):
+    assert main(["pretrain", "--store", str(tiny_store)]) == 2  # refuses to overwrite v0
+    assert "already has checkpoints" in capsys.readouterr().err
+    assert main(["info", "--store", str(tmp_path / "missing")]) == 2
+
+
+class _Rec:
+    def __init__(self, robot, t, success, interventions, version, task="pick_place"):
+        self.robot, self.start_ns, self.success, self.num_interventions = robot, t, success, interventions
+        self.policy_versions, self.task = [version], task
+
+
+def test_summarize_groups_rounds_per_robot():
+    recs = [_Rec("robot0", 1, True, 0, 0), _Rec("robot0", 2, False, 2, 0), _Rec("robot1", 1, True, 1, 0),
+            _Rec("robot1", 2, True, 0, 0), _Rec("robot0", 3, True, 0, 1), _Rec("robot1", 3, False, 1, 1)]
+    rounds = summarize(recs, robots=2, episodes_per_round=2)
+    assert [r["episodes"] for r in rounds] == [4, 2]
+    assert rounds[0]["success_rate"] == 0.75 and rounds[0]["autonomous_success_rate"] == 0.5
+    assert rounds[0]["interventions_per_episode"] == 0.75 and rounds[0]["intervention_rate"] == 0.5
+    assert rounds[1]["policy_versions"] == {"robot0": [1], "robot1": [1]}
