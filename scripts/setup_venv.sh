@@ -30,5 +30,5 @@ else
 fi
 "${PIP[@]}" torch==2.13.0
 "${PIP[@]}" mujoco rosbags mcap mcap-ros2-support safetensors numpy pyyaml tqdm matplotlib \
-  opencv-python-headless tensorboard setuptools wheel pytest==8.3.5
+  opencv-python-headless tensorboard setuptools wheel psutil colcon-common-extensions pytest==8.3.5
 echo "setup: venv ready at $VENV"

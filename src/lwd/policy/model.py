@@ -46,6 +46,8 @@ class PolicyConfig:
     """Width of the action expert."""
     expert_arch: str = "film"
     """Action expert: "film" (residual blocks modulated by cond and t) or "mlp" (plain concat MLP)."""
+    expert_output: str = "x1"
+    """What the expert network predicts: "x1" (the clean chunk; v = (x1_hat - x_t) / (1 - t)) or "v" (the velocity)."""
     coord_conv: bool = True
     """Append fixed x/y coordinate channels to the image (the camera is static: absolute position matters)."""
     action_scale: tuple[float, ...] = field(default_factory=lambda: (0.5,) * 14)
@@ -168,10 +170,13 @@ class ActionExpert(nn.Module):
     """
 
     def __init__(self, cond_dim: int, action_dim: int, hidden: int, time_dim: int = 64, arch: str = "film",
-                 n_blocks: int = 3) -> None:
+                 n_blocks: int = 3, output: str = "v") -> None:
         super().__init__()
+        if output not in ("v", "x1"):
+            raise ValueError(f"unknown action expert output {output!r}")
         self.time_dim = time_dim
         self.arch = arch
+        self.output = output
         if arch == "mlp":
             self.net = nn.Sequential(
                 nn.Linear(cond_dim + action_dim + time_dim, hidden), nn.SiLU(),
@@ -188,6 +193,14 @@ class ActionExpert(nn.Module):
             raise ValueError(f"unknown action expert arch {arch!r}")
 
     def forward(self, cond: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = self._net(cond, x, t)
+        if self.output == "v":
+            return out
+        # x1-prediction: the network regresses the clean chunk, the field is the straight line from x_t to it
+        # (the conditional-flow velocity); an easy target for a small net on small, low-variance chunks.
+        return (out - x) / (1.0 - t.float()).clamp_min(0.05)[:, None]
+
+    def _net(self, cond: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         te = time_embedding(t, self.time_dim)
         if self.arch == "mlp":
             return self.net(torch.cat([cond, x, te], dim=1))
@@ -211,7 +224,8 @@ class FlowVLA(nn.Module):
             nn.Linear(self.vision.out_dim + cfg.text_dim + 64, cfg.cond_dim), nn.SiLU(),
             nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.LayerNorm(cfg.cond_dim),
         )
-        self.expert = ActionExpert(cfg.cond_dim, cfg.action_dim, cfg.hidden, arch=cfg.expert_arch)
+        self.expert = ActionExpert(cfg.cond_dim, cfg.action_dim, cfg.hidden, arch=cfg.expert_arch,
+                                   output=cfg.expert_output)
         self.register_buffer("qpos_mean", torch.tensor(cfg.qpos_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("qpos_std", torch.tensor(cfg.qpos_std, dtype=torch.float32), persistent=False)
 
