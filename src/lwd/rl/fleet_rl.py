@@ -45,15 +45,17 @@ class FleetRLConfig:
     augment_pad: int = 4
     correction_weight: float = 2.0
     """Weight of operator-corrected chunks in the base's BC loss."""
-    beta: float = 1.0
-    """QAM inverse temperature (Q is a success probability in [0, 1] per chunk)."""
+    beta: float = 10.0
+    """QAM inverse temperature. Q is a discounted success probability in [0, 1], so useful tilts need beta ~ 10:
+    a 0.2 gap in Q then weighs the better chunk e^2 ~ 7x more than the base policy does."""
     flow_steps: int = 10
     """K for QAM's memoryless sampler and adjoint."""
     adjoint_scheme: str = "mission"
     """'mission' = MISSION.md §5 exactly; 'next' = the exact discrete adjoint of each step (closer tilt on toys)."""
     actor_batch: int = 32
     """QAM's adjoint pass is ~10x a BC step: it runs on this many of each batch's states."""
-    awr_beta: float = 3.0
+    awr_beta: float = 10.0
+    """AWR inverse temperature on advantages (same scale argument as beta)."""
     expectile: float = 0.8
     rho: float = 0.5
     """Critic pessimism (ensemble std) in the actor's Q."""
