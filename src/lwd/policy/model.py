@@ -69,6 +69,8 @@ class PolicyConfig:
         if unknown:
             raise ValueError(f"unknown PolicyConfig fields: {sorted(unknown)}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        if "expert_arch" not in d:  # configs saved before these fields existed describe the original architecture
+            d.update(expert_arch="mlp", expert_output="v", coord_conv=False)
         cfg = cls(**d)
         for name in ("action_scale", "qpos_mean", "qpos_std"):
             if len(getattr(cfg, name)) != cfg.n_joints:

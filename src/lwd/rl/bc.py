@@ -22,7 +22,8 @@ class BCConfig:
     """Adam learning rate."""
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    augment_pad: int = 4
+    augment_pad: int = 0
+    """Random-shift augmentation in pixels; off by default (fixed camera, see PretrainConfig.augment_pad)."""
     """Random-shift augmentation in pixels (0 = off)."""
     correction_weight: float = 2.0
     """Extra weight on operator-corrected chunks: they are the most informative labels."""

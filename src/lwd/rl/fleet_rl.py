@@ -42,7 +42,8 @@ class FleetRLConfig:
     """Encoder + base BC learning rate."""
     actor_lr: float = 1e-4
     critic_lr: float = 3e-4
-    augment_pad: int = 4
+    augment_pad: int = 0
+    """Random-shift augmentation in pixels; off by default (fixed camera, see PretrainConfig.augment_pad)."""
     correction_weight: float = 2.0
     """Weight of operator-corrected chunks in the base's BC loss."""
     beta: float = 10.0

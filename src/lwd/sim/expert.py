@@ -23,7 +23,7 @@ from lwd.sim.world import ARMS, BIN_WALL_H, CONTROL_DT, GRIPPER_OPEN, N_JOINTS, 
 
 __all__ = ["ScriptedExpert", "DEFAULT_DEMO_NOISE", "arm_slice"]
 
-DEFAULT_DEMO_NOISE = 0.5
+DEFAULT_DEMO_NOISE = 0.2
 
 GRASP_H = 0.03  # TCP height above the item's bottom when grasping
 TRAVEL_Z = 0.22  # TCP height for empty transits

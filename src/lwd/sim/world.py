@@ -19,6 +19,7 @@ from types import TracebackType
 import mujoco
 import numpy as np
 
+from lwd.robot import ARMS, CONTROL_DT, JOINT_NAMES, N_JOINTS
 from lwd.sim.tasks import ITEM_NAMES, ITEMS, Goal, ItemSpec, TaskSpec, get_task
 
 __all__ = [
@@ -36,14 +37,9 @@ __all__ = [
     "build_mjcf",
 ]
 
-CONTROL_DT = 0.1
 TIMESTEP = 0.002
-ARMS: tuple[str, str] = ("left", "right")
 ARM_JOINTS: tuple[str, ...] = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
-JOINT_NAMES: tuple[str, ...] = tuple(
-    name for a in ARMS for name in [*(f"{a}_{j}" for j in ARM_JOINTS), f"{a}_gripper"]
-)
-N_JOINTS = len(JOINT_NAMES)
+assert JOINT_NAMES == tuple(n for a in ARMS for n in [*(f"{a}_{j}" for j in ARM_JOINTS), f"{a}_gripper"])
 GRIPPER_OPEN = 0.045
 
 ARM_BASE = {"left": (-0.28, -0.2), "right": (0.28, -0.2)}
@@ -209,7 +205,7 @@ def build_mjcf() -> str:
     <geom type="box" size="0.01 0.07 {(SHELF_TOP - 0.02) / 2}" pos="0.29 {SHELF_Y} {(SHELF_TOP - 0.02) / 2}" {shelf}/>
     <geom name="shelf_back" type="box" size="0.3 0.006 0.09" pos="0 {SHELF_Y + 0.076} {SHELF_TOP + 0.09}" {shelf}/>
     {slots}
-    <camera name="overview" pos="0 -0.62 0.78" xyaxes="1 0 0 0 0.78 0.63" fovy="58"/>
+    <camera name="overview" pos="0 -0.45 0.70" xyaxes="1 0 0 0 0.8 0.6" fovy="45"/>
     {"".join(_arm_xml(a) for a in ARMS)}
     {"".join(_item_xml(ITEMS[n]) for n in ITEM_NAMES)}
   </worldbody>
