@@ -30,14 +30,14 @@ __all__ = ["BenchConfig", "run_bench", "deploy_episode", "evaluate"]
 class BenchConfig:
     out: Path = Path("runs/bench")
     algos: tuple[str, ...] = ("lwd", "bc")
-    rounds: int = 4
+    rounds: int = 3
     episodes_per_round: int = 8
-    updates_per_round: int = 400
+    updates_per_round: int = 300
     tasks: tuple[str, ...] = ("pick_place", "restock3")
     seed: int = 0
     pretrained: Path | None = None
     demos_per_task: int = 25
-    pretrain_steps: int = 2000
+    pretrain_steps: int = 6000
     exec_steps: int = 5
     intervene: bool = True
     quick: bool = False

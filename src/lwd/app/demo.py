@@ -28,15 +28,15 @@ __all__ = ["DemoConfig", "run_demo", "summarize", "plot_curve", "ros_env"]
 class DemoConfig:
     out: Path = Path("runs/demo")
     robots: int = 2
-    rounds: int = 4
+    rounds: int = 3
     episodes_per_round: int = 4
     """Episodes per robot per round."""
     tasks: str = "pick_place,restock3"
     algo: str = ""
     """Learner update rule; empty = config/learner.yaml's default."""
-    updates_per_round: int = 400
+    updates_per_round: int = 300
     demos_per_task: int = 25
-    pretrain_steps: int = 2000
+    pretrain_steps: int = 6000
     time_limit_scale: float = 1.0
     seed: int = 0
     timeout_min: float = 60.0
@@ -47,7 +47,7 @@ class DemoConfig:
 
     @classmethod
     def quick_defaults(cls, **kw) -> DemoConfig:
-        base = dict(rounds=2, episodes_per_round=2, updates_per_round=150, demos_per_task=10, pretrain_steps=600,
+        base = dict(rounds=2, episodes_per_round=2, updates_per_round=100, demos_per_task=12, pretrain_steps=1500,
                     time_limit_scale=0.8, quick=True)
         base.update({k: v for k, v in kw.items() if v is not None})
         return cls(**base)
