@@ -74,6 +74,7 @@ def test_learner_ingests_once_and_publishes(tiny_store, tmp_path):
     assert again.version == 1 and len(again.buffer) == steps_after and again.poll() is None
     note = again.announcement()
     assert note["version"] == 1 and note["sha256"] == ck.sha256
+    assert again.status()["round"] == 1  # the round counter survives a restart
     assert (root / "learner" / "metrics.csv").exists()
 
 
@@ -127,5 +128,8 @@ def test_gate_rejects_a_worse_candidate(tiny_store, tmp_path):
                                            algo_overrides={"gate_tolerance": -10.0}))
     write_steps_bag(store.episode_path("robot0", "e"), _episode(20, True, size=cfg.image_size, eid="e", robot="robot0"))
     assert learner.poll() is None and list_versions(root / "policies") == [0]
+    # The round still counts (a synchronous fleet moves on with the deployed version).
+    assert learner.status() | {"buffer_steps": 0} == {"round": 1, "version": 0, "accepted": False, "algo": "lwd",
+                                                      "buffer_steps": 0}
     gate = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()][-1]
     assert gate["phase"] == "gate" and gate["gate/accepted"] == 0.0

@@ -120,6 +120,23 @@ def summarize(records, robots: int, episodes_per_round: int) -> list[dict]:
     return out
 
 
+def learner_log(store_root: Path) -> list[dict]:
+    """One row per learner round: gate decision and evidence, update rate, the version it served."""
+    path = Path(store_root) / "learner" / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows, last_online = [], {}
+    for line in path.read_text().splitlines():
+        d = json.loads(line)
+        if d["phase"] == "online":
+            last_online = d
+        elif d["phase"] == "gate":
+            rows.append({"version_before": d["version"], "accepted": bool(d.get("gate/accepted")),
+                         **{k[5:]: v for k, v in d.items() if k.startswith("gate/") and k != "gate/accepted"},
+                         "updates_per_s": last_online.get("perf/updates_per_s")})
+    return rows
+
+
 def plot_curve(rounds: list[dict], path: Path, title: str = "lwd fleet learning curve") -> None:
     import matplotlib
 
@@ -153,13 +170,15 @@ class _StatusWatcher:
         from rclpy.node import Node
         from std_msgs.msg import String
 
-        from lwd.nodes.common import LATCHED_QOS
+        from lwd.nodes.common import LATCHED_QOS, LEARNER_STATUS_TOPIC
 
         self.rclpy = rclpy
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, args=[])
         self.node = Node("lwd_demo", context=self.ctx)
         self.versions: dict[str, int] = {}
+        self.learner: dict = {}
+        self.node.create_subscription(String, LEARNER_STATUS_TOPIC, self._on_learner, LATCHED_QOS)
         for i in range(robots):
             name = f"robot{i}"
             self.node.create_subscription(String, f"/{name}/policy/status",
@@ -171,6 +190,12 @@ class _StatusWatcher:
         try:
             self.versions[robot] = int(json.loads(msg.data).get("version", -1))
         except (ValueError, TypeError):
+            pass
+
+    def _on_learner(self, msg) -> None:
+        try:
+            self.learner = json.loads(msg.data)
+        except ValueError:
             pass
 
     def spin(self, seconds: float) -> None:
@@ -261,9 +286,12 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
                     f"interventions {r['interventions_per_episode']:.2f}/episode, versions {r['policy_versions']}")
                 reported_rounds += 1
             final = latest_version(store_root / "policies") or 0
-            swapped = len(watcher.versions) == cfg.robots and min(watcher.versions.values()) >= cfg.rounds
-            if len(seen) >= total and final >= cfg.rounds and swapped:
-                log(f"[demo] learner published v{final}; every robot runs it: {watcher.versions}")
+            lrn = watcher.learner
+            swapped = (len(watcher.versions) == cfg.robots
+                       and all(v == lrn.get("version") for v in watcher.versions.values()))
+            if len(seen) >= total and lrn.get("round", 0) >= cfg.rounds and swapped:
+                log(f"[demo] learner finished round {lrn['round']} (v{lrn['version']}); every robot runs it: "
+                    f"{watcher.versions}")
                 break
             if time.monotonic() > deadline:
                 error = f"timed out after {cfg.timeout_min} min ({len(seen)}/{total} episodes, v{final})"
@@ -281,6 +309,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     summary = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "rounds": rounds,
+        "learner": learner_log(store_root),
         "final_policy_version": latest_version(store_root / "policies"),
         "robot_policy_versions_at_end": robot_versions,
         "episodes": len(records),

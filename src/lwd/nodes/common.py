@@ -23,7 +23,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 __all__ = [
-    "SENSOR_QOS", "RELIABLE_QOS", "LATCHED_QOS", "FLEET_POLICY_TOPIC",
+    "SENSOR_QOS", "RELIABLE_QOS", "LATCHED_QOS", "FLEET_POLICY_TOPIC", "LEARNER_STATUS_TOPIC",
     "trajectory_to_numpy", "numpy_to_trajectory", "image_to_numpy", "numpy_to_image",
     "joint_state", "json_msg", "parse_json", "run_node",
 ]
@@ -36,6 +36,7 @@ LATCHED_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
 )
 FLEET_POLICY_TOPIC = "/fleet/policy"
+LEARNER_STATUS_TOPIC = "/fleet/learner/status"
 
 
 def trajectory_to_numpy(msg: JointTrajectory, joint_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from lwd.nodes.common import FLEET_POLICY_TOPIC, LATCHED_QOS, run_node
+from lwd.nodes.common import FLEET_POLICY_TOPIC, LATCHED_QOS, LEARNER_STATUS_TOPIC, run_node
 from lwd.rl.learner import Learner, LearnerConfig
 
 
@@ -32,8 +32,10 @@ class LearnerNode(Node):
             algo_overrides=overrides,
         )
         self.pub = self.create_publisher(String, FLEET_POLICY_TOPIC, LATCHED_QOS)
+        self.status_pub = self.create_publisher(String, LEARNER_STATUS_TOPIC, LATCHED_QOS)
         self.learner = Learner(store, cfg)
         self._announce()
+        self._publish_status()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="learner", daemon=True)
         self.thread.start()
@@ -44,8 +46,12 @@ class LearnerNode(Node):
         self.pub.publish(String(data=json.dumps(note)))
         self.get_logger().info(f"announced policy v{note['version']} ({note['sha256'][:12]})")
 
+    def _publish_status(self) -> None:
+        self.status_pub.publish(String(data=json.dumps(self.learner.status())))
+
     def _loop(self) -> None:
         while not self.stop.wait(self.poll_s):
+            rounds = self.learner.rounds_done
             try:
                 version = self.learner.poll()
             except Exception as e:  # noqa: BLE001 - log, keep serving the current policy, retry next poll
@@ -53,6 +59,9 @@ class LearnerNode(Node):
                 continue
             if version is not None:
                 self._announce()
+            if self.learner.rounds_done != rounds:
+                # After every round, published or rejected by the gate: synchronous fleets start the next round.
+                self._publish_status()
 
     def close(self) -> None:
         self.stop.set()

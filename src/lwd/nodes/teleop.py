@@ -19,7 +19,7 @@ from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from lwd.nodes.common import (
-    LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, json_msg, numpy_to_trajectory, parse_json, run_node,
+    LATCHED_QOS, LEARNER_STATUS_TOPIC, RELIABLE_QOS, SENSOR_QOS, json_msg, numpy_to_trajectory, parse_json, run_node,
 )
 from lwd.robot import CONTROL_DT, JOINT_NAMES
 
@@ -55,6 +55,7 @@ class Teleop(Node):
         self.traj_pub = self.create_publisher(JointTrajectory, "teleop/joint_trajectory", RELIABLE_QOS)
         self.create_subscription(Float32, "episode/reward", self._on_reward, RELIABLE_QOS)
         self.create_subscription(String, "policy/status", self._on_status, LATCHED_QOS)
+        self.create_subscription(String, LEARNER_STATUS_TOPIC, self._on_learner, LATCHED_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
 
         self.world = self.operator = None
@@ -75,7 +76,8 @@ class Teleop(Node):
         self.episode: dict | None = None
         self.engaged = False
         self.policy_version = -1
-        self.round_version = -1
+        self.learner_round = 0
+        self.learner_version = -1
         self.rewarded_at: float | None = None
         self.qpos: np.ndarray | None = None
         self.jog_joint = 0
@@ -95,6 +97,13 @@ class Teleop(Node):
         except (ValueError, TypeError):
             pass
 
+    def _on_learner(self, msg: String) -> None:
+        try:
+            d = parse_json(msg)
+            self.learner_round, self.learner_version = int(d["round"]), int(d["version"])
+        except (ValueError, KeyError, TypeError):
+            pass
+
     def _on_joints(self, msg: JointState) -> None:
         try:
             idx = [list(msg.name).index(n) for n in self.joint_names]
@@ -112,8 +121,10 @@ class Teleop(Node):
         if self.backend == "scripted" and self.sim_state is None:
             return False
         if self.episodes_per_round > 0 and self.seq > 0 and self.seq % self.episodes_per_round == 0:
-            # Synchronous rounds: the next round starts once this robot runs a newer policy.
-            return self.policy_version > self.round_version
+            # Synchronous rounds: the next round starts once the learner finished the round this robot contributed
+            # to, and this robot runs the learner's current version (the same one if the gate rejected the update).
+            done = self.seq // self.episodes_per_round
+            return self.learner_round >= done and self.policy_version >= self.learner_version
         return True
 
     def start_episode(self) -> None:
@@ -122,8 +133,6 @@ class Teleop(Node):
                 self.finished = True
                 self.get_logger().info(f"all {self.rounds} rounds done")
             return
-        if self.episodes_per_round > 0 and self.seq % self.episodes_per_round == 0:
-            self.round_version = self.policy_version
         task = self.tasks[self.seq % len(self.tasks)]
         seed = episode_seed(self.base_seed, self.robot, self.seq)
         if self.world is not None:

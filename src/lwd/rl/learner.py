@@ -76,9 +76,14 @@ class Learner:
             self.algo.load_extra_state(load_file(str(extra)))  # resume critic + behaviour flow after a restart
         self.pending_fleet = 0
         self.total_updates = 0
+        self.rounds_done = 0
+        self.last_accepted: bool | None = None
         self.metrics_dir = self.store.root / "learner"
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         self._csv_path = self.metrics_dir / "metrics.csv"
+        jsonl = self.metrics_dir / "metrics.jsonl"
+        if jsonl.exists():  # rounds survive a learner restart (every round ends with one gate row)
+            self.rounds_done = sum('"phase": "gate"' in line for line in jsonl.read_text().splitlines())
         self._tb = None
         self._ingest(self.store.episodes())  # everything already in the store is the starting dataset
         self.store.claim_new("learner")
@@ -140,6 +145,8 @@ class Learner:
         stats = self._train(self.cfg.updates_per_round, "online")
         accept, evidence = self.algo.gate(self.buffer, self.rng) if hasattr(self.algo, "gate") else (True, {})
         self._log("gate", {"gate/accepted": float(accept), **{f"gate/{k}": float(v) for k, v in evidence.items()}})
+        self.rounds_done += 1
+        self.last_accepted = accept
         if not accept:
             # The candidate keeps training on the next round's data; the fleet keeps the deployed version.
             log.info("learner: candidate rejected by the gate: %s", evidence)
@@ -157,6 +164,11 @@ class Learner:
             self.algo.on_published()
         log.info("learner: published v%d (%d new episodes, %d steps in buffer)", new, episodes, len(self.buffer))
         return new
+
+    def status(self) -> dict:
+        """What the learner node publishes on /fleet/learner/status after every round (accepted or not)."""
+        return {"round": self.rounds_done, "version": self.version, "accepted": self.last_accepted,
+                "algo": self.cfg.algo, "buffer_steps": len(self.buffer) if self.buffer.num_episodes else 0}
 
     def announcement(self) -> dict:
         """What the learner node publishes on /fleet/policy."""
