@@ -40,6 +40,8 @@ class BenchConfig:
     pretrain_steps: int = 6000
     exec_steps: int = 5
     intervene: bool = True
+    eval_episodes: int = 8
+    """Per task and round: autonomous evaluation episodes (no operator) on fixed held-out seeds."""
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -139,7 +141,11 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, log=print) -> list[dict]:
                     write_steps_bag(store.episode_path("bench", eid),
                                     rollout_to_fleet_steps(ro, "bench", eid, v, time.time_ns()))
             n = len(res)
+            evals = {task: [deploy_episode(world, policy, task, 5000 + j).success for j in range(cfg.eval_episodes)]
+                     for task in cfg.tasks} if cfg.eval_episodes else {}
             row = {"algo": algo, "round": r, "version": v, "episodes": n,
+                   "eval_success": float(np.mean([x for v_ in evals.values() for x in v_])) if evals else None,
+                   "eval_success_per_task": {t: float(np.mean(v_)) for t, v_ in evals.items()},
                    "success_rate": sum(x.success for x in res) / n,
                    "autonomous_success_rate": sum(x.success and x.interventions == 0 for x in res) / n,
                    "interventions_per_episode": sum(x.interventions for x in res) / n,
@@ -151,10 +157,21 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, log=print) -> list[dict]:
                 new = learner.poll()
                 row["learn_s"] = round(time.time() - t1, 1)
                 row["published"] = new
+                row["updates_per_s"] = _last_online_rate(root)
             rows.append(row)
-            log(f"[bench] {algo:>12s} round {r}: v{v} success {row['success_rate']:.0%} autonomous "
-                f"{row['autonomous_success_rate']:.0%} interventions/ep {row['interventions_per_episode']:.2f}")
+            log(f"[bench] {algo:>12s} round {r}: v{v} fleet success {row['success_rate']:.0%} (autonomous "
+                f"{row['autonomous_success_rate']:.0%}, interventions/ep {row['interventions_per_episode']:.2f}); "
+                f"eval without operator {row['eval_success_per_task']}")
     return rows
+
+
+def _last_online_rate(root: Path) -> float | None:
+    rate = None
+    for line in (root / "learner" / "metrics.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        if d["phase"] == "online":
+            rate = d.get("perf/updates_per_s")
+    return rate
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
@@ -162,18 +179,24 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     base = _prepare_base(cfg)
     results = {algo: run_algo(cfg, algo, base, log) for algo in cfg.algos}
-    table = ["| algo | " + " | ".join(f"round {r}" for r in range(cfg.rounds + 1)) + " |",
-             "|---|" + "---|" * (cfg.rounds + 1)]
+    table = ["| algo | " + " | ".join(f"round {r}" for r in range(cfg.rounds + 1)) + " | updates/s |",
+             "|---|" + "---|" * (cfg.rounds + 2)]
     for algo, rows in results.items():
+        ups = [x["updates_per_s"] for x in rows if x.get("updates_per_s")]
         table.append(f"| {algo} | " + " | ".join(
-            f"{x['autonomous_success_rate']:.0%} ({x['success_rate']:.0%})" for x in rows) + " |")
+            f"{_pct(x['eval_success'])} / {x['success_rate']:.0%} / {x['interventions_per_episode']:.2f}"
+            for x in rows) + (f" | {np.mean(ups):.1f} |" if ups else " | - |"))
     text = "\n".join(table)
-    log("autonomous success (with operator help) per round:\n" + text)
+    log("per round: autonomous eval success / fleet success with operator / interventions per episode:\n" + text)
     summary = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
                "results": results, "table": text}
     (out / "bench.json").write_text(json.dumps(summary, indent=1))
     _plot(results, out / "bench.png")
     return summary
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.0%}"
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -185,9 +208,10 @@ def _plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for algo, rows in results.items():
         x = [r["round"] for r in rows]
-        ax[0].plot(x, [r["autonomous_success_rate"] for r in rows], "o-", label=algo)
+        ax[0].plot(x, [r["eval_success"] if r["eval_success"] is not None else r["autonomous_success_rate"]
+                       for r in rows], "o-", label=algo)
         ax[1].plot(x, [r["interventions_per_episode"] for r in rows], "o-", label=algo)
-    ax[0].set(xlabel="round", ylabel="autonomous success", ylim=(-0.05, 1.05), title="success without operator")
+    ax[0].set(xlabel="round", ylabel="success", ylim=(-0.05, 1.05), title="autonomous eval success (no operator)")
     ax[1].set(xlabel="round", ylabel="interventions / episode", title="operator interventions")
     for a in ax:
         a.grid(alpha=0.3)
