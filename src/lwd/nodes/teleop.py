@@ -199,6 +199,7 @@ class Teleop(Node):
             return
         decision = self.operator.step(t)
         if decision.event == "takeover":
+            self.get_logger().info(f"operator takes over at {t:.1f} s: {getattr(decision, 'reason', '')}")
             self._set_engaged(True)
         elif decision.event == "release":
             self._set_engaged(False)
