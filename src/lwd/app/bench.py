@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from lwd.data.bag import write_steps_bag
-from lwd.data.schema import CONTROL_DT_NS, EpisodeMeta, EpisodeSteps
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version, load_checkpoint, version_dir
 from lwd.policy.inference import VLAPolicy
 from lwd.rl.learner import Learner, LearnerConfig
-from lwd.rl.pretrain import PretrainConfig, pretrain
+from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
 
-__all__ = ["BenchConfig", "run_bench", "deploy_episode", "evaluate"]
+__all__ = ["BenchConfig", "run_bench", "deploy_episode"]
 
 
 @dataclass
@@ -50,19 +49,6 @@ class BenchConfig:
             self.demos_per_task, self.pretrain_steps = 6, 300
 
 
-def _segments(source: np.ndarray, t_ns: np.ndarray) -> list[list[int]]:
-    segs, start = [], None
-    for k, s in enumerate(source):
-        if s == 1 and start is None:
-            start = int(t_ns[k])
-        elif s != 1 and start is not None:
-            segs.append([start, int(t_ns[k])])
-            start = None
-    if start is not None:
-        segs.append([start, int(t_ns[-1]) + CONTROL_DT_NS])
-    return segs
-
-
 def deploy_episode(world, policy: VLAPolicy, task: str, seed: int, operator=None, time_limit_scale: float = 1.0):
     """One fleet-like episode in-process; returns the sim rollout."""
     from lwd.sim.rollout import run_episode
@@ -70,29 +56,6 @@ def deploy_episode(world, policy: VLAPolicy, task: str, seed: int, operator=None
 
     return run_episode(world, task, seed, actor=policy, operator=operator,
                        time_limit_s=TASKS[task].time_limit_s * time_limit_scale)
-
-
-def rollout_to_fleet_steps(ro, robot: str, episode_id: str, version: int, t0_ns: int) -> EpisodeSteps:
-    t = len(ro.actions)
-    t_ns = t0_ns + CONTROL_DT_NS * np.arange(t, dtype=np.int64)
-    segs = _segments(ro.source, t_ns)
-    meta = EpisodeMeta(episode_id=episode_id, robot=robot, task=ro.task, instruction=ro.instruction, seed=int(ro.seed),
-                       source="fleet", outcome="success" if ro.success else "failure", policy_versions=[version],
-                       start_ns=t0_ns, end_ns=int(t_ns[-1]) + CONTROL_DT_NS, intervention_segments=segs,
-                       num_interventions=len(segs))
-    return EpisodeSteps(images=ro.images, qpos=ro.qpos, actions=ro.actions, source=ro.source,
-                        policy_version=np.where(ro.source == 0, version, -1).astype(np.int32), t_ns=t_ns, meta=meta)
-
-
-def evaluate(policy: VLAPolicy, tasks, seeds, image_size: int) -> dict:
-    """Autonomous success (no operator) per task on fixed seeds."""
-    from lwd.sim.world import SimWorld
-
-    out = {}
-    with SimWorld(image_size=image_size) as world:
-        for task in tasks:
-            out[task] = float(np.mean([deploy_episode(world, policy, task, s).success for s in seeds]))
-    return out
 
 
 def _prepare_base(cfg: BenchConfig) -> Path:
@@ -139,7 +102,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, log=print) -> list[dict]:
                 if r < cfg.rounds:
                     eid = f"bench-r{r}-{i:03d}"
                     write_steps_bag(store.episode_path("bench", eid),
-                                    rollout_to_fleet_steps(ro, "bench", eid, v, time.time_ns()))
+                                    rollout_to_steps(ro, "bench", eid, time.time_ns(), source="fleet", version=v))
             n = len(res)
             evals = {task: [deploy_episode(world, policy, task, 5000 + j).success for j in range(cfg.eval_episodes)]
                      for task in cfg.tasks} if cfg.eval_episodes else {}

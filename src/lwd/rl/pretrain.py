@@ -26,7 +26,7 @@ from lwd.rl.dataset import ChunkBuffer, fit_action_scale
 
 log = logging.getLogger("lwd.pretrain")
 
-__all__ = ["PretrainConfig", "collect_demos", "pretrain"]
+__all__ = ["PretrainConfig", "collect_demos", "pretrain", "rollout_to_steps"]
 
 
 @dataclass
@@ -53,17 +53,19 @@ class PretrainConfig:
     """Keep demos the noisy expert failed (they are stored either way; BC trains on successes only)."""
 
 
-def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int) -> EpisodeSteps:
+def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int, source: str = "demo",
+                     version: int = -1) -> EpisodeSteps:
+    """A sim rollout as an episode on the control grid (write_steps_bag derives the intervention segments)."""
     t = len(ro.actions)
     meta = EpisodeMeta(
         episode_id=episode_id, robot=robot, task=ro.task, instruction=ro.instruction, seed=int(ro.seed),
-        source="demo", outcome="success" if ro.success else "failure", start_ns=t0_ns,
-        end_ns=t0_ns + t * CONTROL_DT_NS,
+        source=source, outcome="success" if ro.success else "failure", start_ns=t0_ns,
+        end_ns=t0_ns + t * CONTROL_DT_NS, policy_versions=[version] if version >= 0 else [],
     )
     return EpisodeSteps(
         images=ro.images, qpos=ro.qpos, actions=ro.actions, source=ro.source,
-        policy_version=np.full(t, -1, dtype=np.int32), t_ns=t0_ns + CONTROL_DT_NS * np.arange(t, dtype=np.int64),
-        meta=meta,
+        policy_version=np.where(np.asarray(ro.source) == 0, version, -1).astype(np.int32),
+        t_ns=t0_ns + CONTROL_DT_NS * np.arange(t, dtype=np.int64), meta=meta,
     )
 
 
