@@ -109,9 +109,9 @@ class FleetRL(Algorithm):
         self.bc_opt.step()
         if self.extractor_kind == "qam":
             soft_update(self.extractor.base_target, self.base, cfg.ema)
-        # 2. Critic on detached features of s and s'.
+        # 2. Critic on detached features of s and s' (un-augmented features reuse step 1's forward pass).
         with torch.no_grad():
-            obs = self.model.encode(batch.image, batch.qpos, batch.tokens)
+            obs = cond.detach() if img is batch.image else self.model.encode(batch.image, batch.qpos, batch.tokens)
             nxt = self.model.encode(batch.next_image, batch.next_qpos, batch.next_tokens)
         stats = {f"critic/{k}": v for k, v in self.critic.update({
             "obs": obs, "act": batch.act, "rew": batch.rew, "next_obs": nxt, "done": batch.done,
