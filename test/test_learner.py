@@ -133,3 +133,14 @@ def test_gate_rejects_a_worse_candidate(tiny_store, tmp_path):
                                                       "buffer_steps": 0}
     gate = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()][-1]
     assert gate["phase"] == "gate" and gate["gate/accepted"] == 0.0
+
+
+def test_background_updates_while_waiting(tiny_store, tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    learner = Learner(ExperienceStore(root), LearnerConfig(algo="bc", min_new_episodes=5, updates_per_round=2,
+                                                           batch_size=8, background_updates=3))
+    assert learner.poll() is None and learner.poll() is None
+    assert learner.total_updates == 6 and list_versions(root / "policies") == [0]  # trains, publishes nothing
+    with pytest.raises(ValueError):
+        LearnerConfig(background_updates=-1)

@@ -25,6 +25,8 @@ class LearnerNode(Node):
             min_new_episodes=int(self.declare_parameter("min_new_episodes", LearnerConfig.min_new_episodes).value),
             updates_per_round=int(self.declare_parameter("updates_per_round", LearnerConfig.updates_per_round).value),
             offline_updates=int(self.declare_parameter("offline_updates", LearnerConfig.offline_updates).value),
+            background_updates=int(self.declare_parameter("background_updates",
+                                                          LearnerConfig.background_updates).value),
             batch_size=int(self.declare_parameter("batch_size", LearnerConfig.batch_size).value),
             gamma=float(self.declare_parameter("gamma", LearnerConfig.gamma).value),
             seed=int(self.declare_parameter("seed", LearnerConfig.seed).value),

@@ -37,6 +37,9 @@ class LearnerConfig:
     """Gradient steps per update round."""
     offline_updates: int = 0
     """Gradient steps of the offline phase on the demonstrations (critic + actor) before the first round."""
+    background_updates: int = 0
+    """Gradient steps per poll while waiting for fleet episodes (learning while deploying: the candidate keeps
+    improving on all data gathered so far instead of idling while the robots work). 0 = idle between rounds."""
     batch_size: int = 64
     gamma: float = 0.99
     """Per-step discount; a chunk of H steps is discounted by gamma ** H."""
@@ -51,6 +54,8 @@ class LearnerConfig:
             raise ValueError(f"unknown algo {self.algo!r}; choose from {sorted(ALGORITHMS)}")
         if self.min_new_episodes < 1 or self.updates_per_round < 1 or self.batch_size < 1:
             raise ValueError("min_new_episodes, updates_per_round and batch_size must be >= 1")
+        if self.offline_updates < 0 or self.background_updates < 0:
+            raise ValueError("offline_updates and background_updates must be >= 0")
 
 
 class Learner:
@@ -136,6 +141,8 @@ class Learner:
             self._train(self.cfg.offline_updates, "offline")
             self._offline_done = True
         if self.pending_fleet < self.cfg.min_new_episodes:
+            if self.cfg.background_updates > 0:
+                self._train(self.cfg.background_updates, "background")
             return None
         return self.update_round()
 
