@@ -24,7 +24,7 @@ package: deps
 	@rm -rf build src/*.egg-info
 
 demo: setup
-	$(RUN_ENV) $(VENV)/bin/lwd demo $(DEMO_ARGS)
+	$(RUN_ENV) $(VENV)/bin/lwd demo --out runs/demo --overwrite $(DEMO_ARGS)
 
 test: setup
 	$(RUN_ENV) $(PY) -m pytest $(PYTEST_ARGS)
