@@ -11,9 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lwd.data import (CONTROL_DT_NS, N_JOINTS, SOURCE_EXPERT, SOURCE_POLICY, SOURCE_TELEOP, BagError,
-                      BagExistsError, EpisodeBagWriter, EpisodeMeta, EpisodeSteps, IncompleteBagError, read_episode,
-                      read_meta, recover_bag, write_steps_bag)
+from lwd.data import (
+    CONTROL_DT_NS,
+    N_JOINTS,
+    SOURCE_EXPERT,
+    SOURCE_POLICY,
+    SOURCE_TELEOP,
+    BagError,
+    BagExistsError,
+    EpisodeBagWriter,
+    EpisodeMeta,
+    EpisodeSteps,
+    IncompleteBagError,
+    read_episode,
+    read_meta,
+    recover_bag,
+    write_steps_bag,
+)
 from lwd.data.msgs import image_msg, joint_state_msg, serialize, string_msg, trajectory_msg
 from lwd.data.schema import event_json
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lwd.data import (CONTROL_DT_NS, N_JOINTS, SOURCE_EXPERT, EpisodeMeta, EpisodeSteps, ExperienceStore,
-                      write_steps_bag)
+from lwd.data import CONTROL_DT_NS, N_JOINTS, SOURCE_EXPERT, EpisodeMeta, EpisodeSteps, ExperienceStore, write_steps_bag
 
 
 def make_steps(T=20, S=16, seed=0, episode_id="ep0", robot="r0", outcome="success"):

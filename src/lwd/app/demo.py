@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lwd.data.store import ExperienceStore
@@ -71,12 +71,6 @@ def ros_env(out: Path, domain_id: int | None = None) -> dict[str, str]:
             env["AMENT_PREFIX_PATH"] = os.pathsep.join([prefix, *paths])
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
-
-
-@dataclass
-class _Monitor:
-    robots: int
-    seen: set = field(default_factory=set)
 
 
 def _fleet_episodes(store: ExperienceStore) -> list:

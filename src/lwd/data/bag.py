@@ -28,8 +28,21 @@ import numpy as np
 
 from .errors import BagError, BagExistsError, EpisodeFormatError, IncompleteBagError
 from .msgs import bool_msg, float32_msg, image_msg, joint_state_msg, string_msg, trajectory_msg
-from .schema import (CONTROL_DT_NS, JOINT_NAMES, N_JOINTS, SOURCE_NAMES, SOURCE_POLICY, SOURCE_TELEOP, TOPICS,
-                     EpisodeMeta, EpisodeSteps, event_json, frame_id_for, parse_frame_id, typestore)
+from .schema import (
+    CONTROL_DT_NS,
+    JOINT_NAMES,
+    N_JOINTS,
+    SOURCE_NAMES,
+    SOURCE_POLICY,
+    SOURCE_TELEOP,
+    TOPICS,
+    EpisodeMeta,
+    EpisodeSteps,
+    event_json,
+    frame_id_for,
+    parse_frame_id,
+    typestore,
+)
 
 log = logging.getLogger("lwd.data")
 
@@ -209,7 +222,7 @@ class EpisodeBagWriter:
         self.bytes_written = 0
 
     # -- lifecycle
-    def open(self) -> "EpisodeBagWriter":
+    def open(self) -> EpisodeBagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
         with self._lock:
@@ -225,7 +238,7 @@ class EpisodeBagWriter:
             self._state = "open"
         return self
 
-    def __enter__(self) -> "EpisodeBagWriter":
+    def __enter__(self) -> EpisodeBagWriter:
         return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -631,8 +644,8 @@ def _resample(path: Path, raw: dict[str, list[tuple[int, bytes]]], decode, meta:
 # --------------------------------------------------------------------------------------------------- recovery
 def _scan_mcap(file: Path) -> tuple[dict[int, Any], dict[int, Any], list[tuple[int, int, bytes]], str]:
     """Complete schemas, channels and messages of a (possibly truncated) MCAP file; never raises."""
-    from mcap.stream_reader import StreamReader
     from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
 
     schemas: dict[int, Any] = {}
     channels: dict[int, Any] = {}

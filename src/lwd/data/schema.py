@@ -105,7 +105,7 @@ class EpisodeMeta:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EpisodeMeta":
+    def from_dict(cls, d: dict[str, Any]) -> EpisodeMeta:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         if "episode_id" not in kw or "robot" not in kw:
@@ -123,7 +123,7 @@ class EpisodeMeta:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "EpisodeMeta":
+    def from_json(cls, text: str) -> EpisodeMeta:
         return cls.from_dict(json.loads(text))
 
 

@@ -18,7 +18,13 @@ from trajectory_msgs.msg import JointTrajectory
 
 from lwd.control.mux import CommandError, CommandMux, Source
 from lwd.nodes.common import (
-    LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, joint_state, numpy_to_trajectory, parse_json, run_node,
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    joint_state,
+    numpy_to_trajectory,
+    parse_json,
+    run_node,
     trajectory_to_numpy,
 )
 from lwd.robot import JOINT_NAMES, N_JOINTS

@@ -19,7 +19,14 @@ from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from lwd.nodes.common import (
-    LATCHED_QOS, LEARNER_STATUS_TOPIC, RELIABLE_QOS, SENSOR_QOS, json_msg, numpy_to_trajectory, parse_json, run_node,
+    LATCHED_QOS,
+    LEARNER_STATUS_TOPIC,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    json_msg,
+    numpy_to_trajectory,
+    parse_json,
+    run_node,
 )
 from lwd.robot import CONTROL_DT, JOINT_NAMES
 

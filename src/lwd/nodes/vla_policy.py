@@ -18,8 +18,15 @@ from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from lwd.nodes.common import (
-    FLEET_POLICY_TOPIC, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, image_to_numpy, json_msg, numpy_to_trajectory,
-    parse_json, run_node,
+    FLEET_POLICY_TOPIC,
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    image_to_numpy,
+    json_msg,
+    numpy_to_trajectory,
+    parse_json,
+    run_node,
 )
 from lwd.policy.checkpoint import CheckpointError, latest_version, load_checkpoint, version_dir
 from lwd.policy.inference import VLAPolicy

@@ -46,7 +46,7 @@ class AWR(nn.Module):
         self.cfg = cfg or AWRConfig()
         self.field = field
         self.critic = critic
-        self.act_dim = act_dim if act_dim is not None else getattr(field, "act_dim")
+        self.act_dim = act_dim if act_dim is not None else field.act_dim
         self.opt = torch.optim.Adam(self.field.parameters(), lr=self.cfg.lr)
 
     def update(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, float]:

@@ -162,7 +162,7 @@ class QAM(nn.Module):
         self.actor = actor
         self.base_target = copy.deepcopy(base).requires_grad_(False)
         self.q_fn = q_fn
-        self.act_dim = act_dim if act_dim is not None else getattr(actor, "act_dim")
+        self.act_dim = act_dim if act_dim is not None else actor.act_dim
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
         self.base_opt = torch.optim.Adam(self.base.parameters(), lr=self.cfg.base_lr or self.cfg.lr)
         self.generator: torch.Generator | None = None  # set for reproducible sampling noise
