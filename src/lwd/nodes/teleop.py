@@ -54,6 +54,14 @@ class Teleop(Node):
         max_int = int(self.declare_parameter("max_interventions", 3).value)
         if self.backend not in ("scripted", "keyboard", "none"):
             raise ValueError(f"backend must be scripted, keyboard or none, got {self.backend!r}")
+        if not self.tasks:
+            raise ValueError("tasks must name at least one task")
+        if self.backend == "scripted":
+            from lwd.sim.tasks import TASKS
+
+            unknown = [t for t in self.tasks if t not in TASKS]
+            if unknown:  # fail at start-up, not mid-fleet inside a timer callback
+                raise ValueError(f"unknown sim tasks {unknown}; known: {sorted(TASKS)}")
         self.joint_names = list(JOINT_NAMES)
 
         self.event_pub = self.create_publisher(String, "episode/event", RELIABLE_QOS)
