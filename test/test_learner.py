@@ -47,6 +47,9 @@ def test_chunk_buffer_rewards_done_and_padding():
     assert np.array_equal(b.next_image[0].numpy(), buf._image[4])
     mask = buf.filtered_bc_mask()
     assert mask[:10].all() and list(mask[10:]) == [False, False, True, True, False, False]
+    # In a successful episode, policy steps before a takeover were overruled by the operator: not cloned.
+    buf.add_episode(_episode(6, success=True, source=[0, 0, 1, 1, 0, 0]))
+    assert list(buf.filtered_bc_mask()[16:]) == [False, False, True, True, True, True]
 
 
 def test_learner_ingests_once_and_publishes(tiny_store, tmp_path):

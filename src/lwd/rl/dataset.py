@@ -66,6 +66,9 @@ class ChunkBuffer:
             "tokens": np.repeat(tokens[None], t, axis=0),
             "episode": np.full(t, self.num_episodes, dtype=np.int32),
             "success": np.full(t, bool(steps.success)),
+            # Policy steps the operator later overruled (a takeover follows in the same episode).
+            "overruled": (np.asarray(steps.source) == SOURCE_POLICY)
+            & (np.flip(np.cumsum(np.flip(np.asarray(steps.source) == SOURCE_TELEOP))) > 0),
         })
         self.num_episodes += 1
         self.episode_ids.append(episode_id or getattr(steps.meta, "episode_id", str(self.num_episodes)))
@@ -103,9 +106,11 @@ class ChunkBuffer:
         return self._success
 
     def filtered_bc_mask(self) -> np.ndarray:
-        """HG-DAgger-style data: operator corrections, plus every other step of successful episodes."""
+        """HG-DAgger-style data: operator corrections, plus the steps of successful episodes that no later takeover
+        overruled (a policy segment that ended in a takeover is what the operator judged wrong, even if the episode
+        then succeeded under the operator's correction)."""
         self._build()
-        return (self._source == SOURCE_TELEOP) | self._success
+        return (self._source == SOURCE_TELEOP) | (self._success & ~self._overruled)
 
     def sample_indices(self, batch_size: int, rng: np.random.Generator, mask: np.ndarray | None = None) -> np.ndarray:
         self._build()
