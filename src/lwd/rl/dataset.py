@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lwd.data.schema import SOURCE_EXPERT, SOURCE_POLICY, SOURCE_TELEOP
 from lwd.policy.model import PolicyConfig, normalize_chunk, tokenize
 
-__all__ = ["SOURCE_POLICY", "SOURCE_TELEOP", "SOURCE_EXPERT", "ChunkBuffer", "Batch"]
-
-SOURCE_POLICY, SOURCE_TELEOP, SOURCE_EXPERT = 0, 1, 2
+__all__ = ["SOURCE_POLICY", "SOURCE_TELEOP", "SOURCE_EXPERT", "ChunkBuffer", "Batch", "fit_action_scale"]
 
 
 @dataclass
@@ -160,5 +159,3 @@ def fit_action_scale(episodes: Sequence, horizon: int, floor: float = 0.02, q: f
         raise ValueError("no episodes to fit the action scale on")
     return np.maximum(np.percentile(np.stack(deltas), q, axis=0), floor).astype(np.float32)
 
-
-__all__ += ["fit_action_scale"]
