@@ -68,3 +68,19 @@ def test_limits_and_rate_limit():
     for k in range(30):
         out = m.tick(0.1 * k, np.zeros(J), 0.1)
     assert np.allclose(out, 1.0)  # clipped to the joint limit
+
+
+def test_policy_chunk_runs_on_its_observation_time_base():
+    m = _mux()
+    pts = np.stack([np.full(J, 0.1 * (i + 1)) for i in range(4)])
+    # computed from an observation at t=1.0, arriving 0.25 s later: points 0 and 1 have passed and are skipped
+    assert m.submit(Source.POLICY, pts, [0.1, 0.2, 0.3, 0.4], "policy/v1", now=1.25, start=1.0)
+    assert np.allclose(m.tick(1.25, np.zeros(J), 0.02), 0.3)
+    assert np.allclose(m.tick(1.35, np.zeros(J), 0.02), 0.4)
+
+
+def test_policy_chunk_arriving_after_its_end_is_not_accepted():
+    m = _mux()
+    m.submit(Source.POLICY, np.full((2, J), 0.2), [0.1, 0.2], "policy/v1", now=0.0)
+    assert not m.submit(Source.POLICY, np.full((2, J), 0.9), [0.1, 0.2], "policy/v1", now=1.0, start=0.5)
+    assert m.stale == 1 and np.allclose(m.tick(1.0, np.zeros(J), 0.02), 0.2)  # the earlier command still holds

@@ -1,7 +1,9 @@
 """Command mux and trajectory follower for one arm pair: teleop always wins, on the next control tick.
 
-A command is a chunk of joint-position targets with times from its receipt (the JointTrajectory convention:
-point j is the target during [tfs[j-1], tfs[j]) after receipt; after the last point the last target is held).
+A command is a chunk of joint-position targets with times from its start (the JointTrajectory convention:
+point j is the target during [tfs[j-1], tfs[j]) after the start; after the last point the last target is held).
+The start is the receipt, or for a policy chunk the stamp of the observation it was computed from
+(:mod:`lwd.control.chunking`): points whose time passed before it arrived are skipped, never replayed late.
 The mux never extrapolates: with no valid command it holds the last commanded (or measured) position.
 """
 
@@ -32,14 +34,19 @@ class Command:
     source: Source
     tag: str  # e.g. "policy/v3" or "teleop"
     received: float  # receipt time (s)
+    start: float | None = None  # time base of ``times`` (s); None = the receipt
+
+    @property
+    def t0(self) -> float:
+        return self.received if self.start is None else self.start
 
     def target(self, now: float) -> np.ndarray:
-        dt = now - self.received
+        dt = now - self.t0
         j = int(np.searchsorted(self.times, dt, side="right"))
         return self.positions[min(j, len(self.positions) - 1)]
 
     def finished(self, now: float) -> bool:
-        return now - self.received >= self.times[-1]
+        return now - self.t0 >= self.times[-1]
 
 
 def validate_command(positions: np.ndarray, times: np.ndarray, n_joints: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +83,7 @@ class CommandMux:
         self.last_target: np.ndarray | None = None
         self.source = Source.HOLD
         self.rejected = 0
+        self.stale = 0
 
     def reset(self, measured: np.ndarray) -> None:
         """Forget commands and hold ``measured`` (episode start, driver start)."""
@@ -91,15 +99,24 @@ class CommandMux:
         if self.active is not None and self.active.source != (Source.TELEOP if engaged else Source.POLICY):
             self.active = None
 
-    def submit(self, source: Source, positions, times, tag: str, now: float) -> bool:
-        """Offer a command; returns whether it was accepted. Raises CommandError on malformed input."""
+    def submit(self, source: Source, positions, times, tag: str, now: float, start: float | None = None) -> bool:
+        """Offer a command; returns whether it was accepted. Raises CommandError on malformed input.
+
+        ``start``: the time base of ``times`` (default ``now``); a command whose last point ended before ``now``
+        is stale and not accepted (the current target holds).
+        """
         p, t = validate_command(positions, times, self.n_joints)
+        if start is not None and not np.isfinite(start):
+            raise CommandError("non-finite command start time")
         if source == Source.POLICY and self.teleop_engaged:
+            return False
+        if start is not None and now - start >= t[-1]:
+            self.stale += 1
             return False
         if source == Source.TELEOP and not self.teleop_engaged:
             # A teleop command is itself a takeover: the human wins even if the engaged flag is late.
             self.set_teleop_engaged(True)
-        self.active = Command(p, t, source, tag, now)
+        self.active = Command(p, t, source, tag, now, start)
         return True
 
     def tick(self, now: float, measured: np.ndarray, dt: float) -> np.ndarray:

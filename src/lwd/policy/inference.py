@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from lwd.policy.checkpoint import Checkpoint
-from lwd.policy.model import FlowVLA, denormalize_chunk, tokenize
+from lwd.policy.model import FlowVLA, denormalize_chunk, normalize_chunk, tokenize
+from lwd.policy.rtc import DEFAULT_BETA, sample_guided
 
 __all__ = ["VLAPolicy"]
 
@@ -14,13 +15,16 @@ __all__ = ["VLAPolicy"]
 class VLAPolicy:
     """Wraps a FlowVLA: ``infer(obs) -> (H, J)`` absolute joint targets.
 
-    ``obs`` = ``{"image": uint8 (S, S, 3), "qpos": (J,), "instruction": str}``.
+    ``obs`` = ``{"image": uint8 (S, S, 3), "qpos": (J,), "instruction": str}``. ``infer(obs, prefix)`` with a
+    :class:`lwd.control.chunking.Prefix` (absolute targets + weights per slot) samples a chunk that continues it
+    (real-time chunking guidance, :mod:`lwd.policy.rtc`); without one, plain flow sampling.
     """
 
     def __init__(self, model: FlowVLA, version: int = 0, seed: int | None = None, exec_steps: int | None = None,
-                 noise_scale: float = 1.0) -> None:
+                 noise_scale: float = 1.0, rtc_beta: float = DEFAULT_BETA) -> None:
         self.model = model.eval()
         self.noise_scale = noise_scale
+        self.rtc_beta = rtc_beta
         self.sha256: str | None = None
         self.exec_steps = exec_steps or model.cfg.horizon
         self.cfg = model.cfg
@@ -44,7 +48,7 @@ class VLAPolicy:
         return self._tokens_cache[text]
 
     @torch.no_grad()
-    def infer(self, obs: dict) -> np.ndarray:
+    def infer(self, obs: dict, prefix=None) -> np.ndarray:
         image = np.asarray(obs["image"], dtype=np.uint8)
         s = self.cfg.image_size
         if image.shape != (s, s, 3):
@@ -58,8 +62,26 @@ class VLAPolicy:
         )
         # noise_scale < 1 samples closer to the flow's mode (0 = deterministic): smoother chunks from a small policy.
         noise = torch.randn(1, self.cfg.action_dim, generator=self._gen) * self.noise_scale
-        x = self.model.sample(cond, noise=noise)[0].numpy()
+        if prefix is None or len(prefix.actions) == 0:
+            x = self.model.sample(cond, noise=noise)[0].numpy()
+        else:
+            y, w = self._prefix_target(prefix, qpos)
+            x = sample_guided(self.model.expert, cond, torch.from_numpy(y), torch.from_numpy(w),
+                              self.cfg.flow_steps, noise=noise, beta=self.rtc_beta)[0].numpy()
         return denormalize_chunk(x, qpos, self._scale, self.cfg.n_joints)
+
+    def _prefix_target(self, prefix, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized, flattened prefix target and per-element weights (zero past the prefix)."""
+        h, j = self.cfg.horizon, self.cfg.n_joints
+        a = np.asarray(prefix.actions, dtype=np.float32)[:h]
+        p = a.shape[0]
+        if a.shape != (p, j) or not np.isfinite(a).all():
+            raise ValueError(f"prefix actions must be finite with shape (P <= {h}, {j})")
+        y = np.zeros(h * j, dtype=np.float32)
+        y[: p * j] = normalize_chunk(a, qpos, self._scale)
+        w = np.zeros((h, j), dtype=np.float32)
+        w[:p] = np.clip(np.asarray(prefix.weights, dtype=np.float32)[:p], 0.0, 1.0)[:, None]
+        return y, w.reshape(-1)
 
     def act(self, obs: dict) -> np.ndarray:
         """Sim-rollout actor protocol (``reset()`` / ``act(obs) -> (n, J)``): the first ``exec_steps`` of a chunk."""
