@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String
@@ -87,17 +88,29 @@ class ArmDriver(Node):
 
     # -- inputs ---------------------------------------------------------------------------------------------
     def _on_cmd(self, msg: JointTrajectory, source: Source) -> None:
+        now = time.monotonic()
+        start = self._command_start(msg, source, now)
         try:
             pos, times = trajectory_to_numpy(msg, self.joint_names)
-            accepted = self.mux.submit(source, pos, times, msg.header.frame_id or source.value, time.monotonic())
+            accepted = self.mux.submit(source, pos, times, msg.header.frame_id or source.value, now, start=start)
         except (ValueError, CommandError) as e:
             self.mux.rejected += 1
             self.get_logger().warning(f"rejected {source.value} command: {e}", throttle_duration_sec=2.0)
             return
         if accepted:
+            if start is not None:  # record what is left of it, timed from now like every other command
+                _drop_elapsed(msg, now - start)
             msg.header.stamp = self.get_clock().now().to_msg()
             msg.header.frame_id = msg.header.frame_id or source.value
             self.cmd_pub.publish(msg)
+
+    def _command_start(self, msg: JointTrajectory, source: Source, now: float) -> float | None:
+        """A policy chunk runs on the time base of its observation (header.stamp, see lwd.control.chunking): that
+        stamp on the mux's monotonic clock. None (= from receipt) for teleop and unstamped commands."""
+        ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if source != Source.POLICY or ns <= 0:
+            return None
+        return now - (self.get_clock().now().nanoseconds - ns) * 1e-9
 
     def _on_engaged(self, msg: Bool) -> None:
         self.mux.set_teleop_engaged(bool(msg.data))
@@ -173,6 +186,18 @@ class ArmDriver(Node):
     def close(self) -> None:
         if self.world is not None:
             self.world.close()
+
+
+def _drop_elapsed(msg: JointTrajectory, elapsed: float) -> None:
+    """Remove the points whose slot ended ``elapsed`` s after the trajectory's start; time the rest from now."""
+    points = []
+    for p in msg.points:
+        t = p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec - elapsed
+        if t > 0:
+            ns = round(t * 1e9)
+            p.time_from_start = Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+            points.append(p)
+    msg.points = points
 
 
 def main(args=None) -> int:

@@ -1,8 +1,12 @@
 """vla_policy: image + instruction + joint state -> action chunks, on its own inference thread; hot-swaps.
 
-Callbacks only cache the latest observation. The inference thread publishes a chunk (JointTrajectory tagged
-``policy/v<N>`` in header.frame_id) whenever the previous one is about to run out, and swaps a newly announced
-checkpoint (``/fleet/policy``) only between chunks, after it was loaded and verified in the background.
+Callbacks only cache the latest observation (with its header stamp) and queue ``/fleet/policy`` announcements.
+The inference thread asks the ROS-free :class:`lwd.control.chunking.ChunkScheduler` when to infer, and publishes each
+chunk (JointTrajectory tagged ``policy/v<N>`` in header.frame_id) with ``header.stamp`` = the stamp of the
+observation it was computed from: the arm driver executes it on that time base and skips what is already past.
+How a new chunk meets the one in flight is the ``chunk_mode`` parameter (replace / blend / rtc, see chunking).
+Announced checkpoints are loaded and verified by one :class:`lwd.policy.hotswap.PolicyLoader` worker (a newer
+announcement supersedes an older one still loading) and swapped only between chunks.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
+from lwd.control.chunking import DEFAULT_MODE, ChunkScheduler, ObservationGate
 from lwd.nodes.common import (
     FLEET_POLICY_TOPIC,
     LATCHED_QOS,
@@ -29,6 +35,7 @@ from lwd.nodes.common import (
     run_node,
 )
 from lwd.policy.checkpoint import CheckpointError, latest_version, load_checkpoint, version_dir
+from lwd.policy.hotswap import Announcement, PolicyLoader
 from lwd.policy.inference import VLAPolicy
 from lwd.robot import CONTROL_DT, JOINT_NAMES
 
@@ -40,22 +47,28 @@ class VLAPolicyNode(Node):
         checkpoint = self.declare_parameter("checkpoint", "").value
         self.exec_steps = int(self.declare_parameter("exec_steps", 5).value)
         self.dt = float(self.declare_parameter("control_dt", CONTROL_DT).value)
-        self.max_obs_age = float(self.declare_parameter("max_obs_age_s", 0.5).value)
+        defaults = ObservationGate()
+        self.gate = ObservationGate(
+            max_age_s=float(self.declare_parameter("max_obs_age_s", defaults.max_age_s).value),
+            settle_s=float(self.declare_parameter("obs_settle_s", defaults.settle_s).value),
+        )
+        mode = str(self.declare_parameter("chunk_mode", DEFAULT_MODE).value)
+        self.sched = ChunkScheduler(mode, self.dt, self.exec_steps)  # touched only by the inference thread
         seed = int(self.declare_parameter("seed", 0).value)
         self.joint_names = list(JOINT_NAMES)
         self.policy: VLAPolicy | None = None
-        self.pending: VLAPolicy | None = None
         self.rejected: list[dict] = []
-        self.lock = threading.Lock()
-        self.image: tuple[float, np.ndarray] | None = None
+        self.image: tuple[float, np.ndarray] | None = None  # (stamp s, image)
         self.qpos: tuple[float, np.ndarray] | None = None
         self.instruction = ""
         self.active = False
         self.engaged = False
+        self.episode = 0  # bumped at every episode start: the inference thread drops what it had in flight
         self.episode_start = 0.0
-        self.chunks = 0
         self.infer_ms: list[float] = []
+        self.delay_ms: list[float] = []
         self.torch_seed = seed
+        self._closed = False
 
         path = Path(checkpoint) if checkpoint else None
         if path is None and (v := latest_version(self.store / "policies")) is not None:
@@ -65,6 +78,9 @@ class VLAPolicyNode(Node):
                 self.policy = VLAPolicy.from_checkpoint(load_checkpoint(path), exec_steps=self.exec_steps)
             except CheckpointError as e:
                 self.get_logger().error(f"initial checkpoint rejected: {e}")
+        self.loader: PolicyLoader[VLAPolicy] = PolicyLoader(
+            self._load, current_version=self.version, on_error=self._on_load_error,
+            on_superseded=lambda a: self.get_logger().info(f"policy v{a.version} superseded while loading"))
 
         self.traj_pub = self.create_publisher(JointTrajectory, "policy/joint_trajectory", RELIABLE_QOS)
         self.status_pub = self.create_publisher(String, "policy/status", LATCHED_QOS)
@@ -79,16 +95,24 @@ class VLAPolicyNode(Node):
         self.thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self.thread.start()
         self._publish_status()
-        self.get_logger().info(f"vla_policy up: version={self.version}")
+        self.get_logger().info(f"vla_policy up: version={self.version} chunk_mode={mode}")
 
     @property
     def version(self) -> int:
         return self.policy.version if self.policy is not None else -1
 
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _stamp(self, header) -> float:
+        """A message's stamp (s, ROS clock); its receipt time if unstamped."""
+        ns = Time.from_msg(header.stamp).nanoseconds
+        return ns * 1e-9 if ns > 0 else self._now()
+
     # -- cached observations ----------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         try:
-            self.image = (time.monotonic(), image_to_numpy(msg))
+            self.image = (self._stamp(msg.header), image_to_numpy(msg))
         except ValueError as e:
             self.get_logger().warning(f"dropped image: {e}", throttle_duration_sec=5.0)
 
@@ -100,7 +124,7 @@ class VLAPolicyNode(Node):
             self.get_logger().warning("joint_states do not carry lwd's joints", throttle_duration_sec=5.0)
             return
         if np.isfinite(q).all():
-            self.qpos = (time.monotonic(), q)
+            self.qpos = (self._stamp(msg.header), q)
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
@@ -112,11 +136,10 @@ class VLAPolicyNode(Node):
             return
         if ev.get("event") == "start":
             self.instruction = str(ev.get("instruction", self.instruction))
-            self.episode_start = time.monotonic()
+            self.episode_start = self._now()
             self.engaged = False
+            self.episode += 1
             self.active = True
-            if self.policy is not None:
-                self.policy.reset()
         elif ev.get("event") == "end":
             self.active = False
 
@@ -127,31 +150,39 @@ class VLAPolicyNode(Node):
     def _on_fleet_policy(self, msg: String) -> None:
         try:
             note = parse_json(msg)
-            version, uri, sha = int(note["version"]), str(note["uri"]), str(note["sha256"])
+            ann = Announcement(int(note["version"]), str(note["uri"]), str(note["sha256"]))
         except (ValueError, KeyError, TypeError) as e:
             self.get_logger().warning(f"bad /fleet/policy notice: {e}")
             return
-        if version <= self.version:
-            return
-        threading.Thread(target=self._load, args=(version, uri, sha), daemon=True).start()
+        if self.loader.announce(ann):
+            self.get_logger().info(f"policy v{ann.version} announced; loading in the background")
 
-    def _load(self, version: int, uri: str, sha: str) -> None:
-        path = Path(uri.removeprefix("file://"))
+    def _load(self, ann: Announcement) -> VLAPolicy:
+        """Loader worker: load and verify one announced checkpoint (raises CheckpointError to reject it)."""
+        path = Path(ann.uri.removeprefix("file://"))
         if not path.is_absolute():
             path = self.store / path
-        try:
-            expected = self.policy.cfg if self.policy is not None else None
-            ckpt = load_checkpoint(path, expected_sha256=sha, expected_config=expected)
-            if ckpt.version != version:
-                raise CheckpointError(f"{path}: manifest version {ckpt.version} != announced {version}")
-        except CheckpointError as e:
-            self.get_logger().error(f"rejected policy v{version}: {e}; keeping v{self.version}")
-            self.rejected.append({"version": version, "reason": str(e)})
+        policy = self.policy
+        ckpt = load_checkpoint(path, expected_sha256=ann.sha256,
+                               expected_config=policy.cfg if policy is not None else None)
+        if ckpt.version != ann.version:
+            raise CheckpointError(f"{path}: manifest version {ckpt.version} != announced {ann.version}")
+        new = VLAPolicy.from_checkpoint(ckpt, exec_steps=self.exec_steps)
+        self.get_logger().info(f"policy v{ann.version} verified; swapping at the next chunk boundary")
+        return new
+
+    def _on_load_error(self, ann: Announcement, e: BaseException) -> None:
+        self.get_logger().error(f"rejected policy v{ann.version}: {e}; keeping v{self.version}")
+        self.rejected.append({"version": ann.version, "reason": str(e)})
+        self._publish_status()
+
+    def _swap_if_ready(self) -> None:
+        """Between chunks (nothing in flight from the inference thread): adopt a verified newer policy."""
+        ready = self.loader.take()
+        if ready is not None and ready[0].version > self.version:
+            old, self.policy = self.version, ready[1]
+            self.get_logger().info(f"hot-swapped policy v{old} -> v{self.version}")
             self._publish_status()
-            return
-        with self.lock:
-            self.pending = VLAPolicy.from_checkpoint(ckpt, exec_steps=self.exec_steps)
-        self.get_logger().info(f"policy v{version} verified; swapping at the next chunk boundary")
 
     # -- inference thread -------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -159,63 +190,82 @@ class VLAPolicyNode(Node):
 
         torch.set_num_threads(1)
         torch.manual_seed(self.torch_seed)
-        next_due = 0.0
+        episode = self.episode
         while not self.stop.is_set():
-            now = time.monotonic()
-            with self.lock:
-                if self.pending is not None:  # chunk boundary: nothing in flight from this thread
-                    old, self.policy, self.pending = self.version, self.pending, None
-                    self.get_logger().info(f"hot-swapped policy v{old} -> v{self.version}")
-                    self._publish_status()
-            obs = self._fresh_obs(now)
-            if not self.active or self.engaged:
-                next_due = 0.0  # act as soon as the episode starts or the operator hands back
-                time.sleep(0.01)
+            self._swap_if_ready()
+            now = self._now()
+            if not self.active or self.engaged or episode != self.episode:
+                if episode != self.episode and self.policy is not None:
+                    self.policy.reset()
+                episode = self.episode
+                self.sched.reset()  # act as soon as the episode starts or the operator hands back
+                self.stop.wait(0.01)
                 continue
-            if self.policy is None or obs is None or now < next_due:
-                time.sleep(0.01)
+            obs = self._fresh_obs(now) if self.policy is not None and self.sched.request_due(now) else None
+            if obs is None:
+                self.stop.wait(min(0.01, max(0.0, self.sched.next_request_time() - now)))
                 continue
+            obs, t_obs = obs
+            prefix = self.sched.begin(t_obs)
             t0 = time.perf_counter()
             try:
-                chunk = self.policy.infer(obs)
+                actions = self.policy.infer(obs) if prefix is None else self.policy.infer(obs, prefix=prefix)
             except ValueError as e:
+                self.sched.cancel()
                 self.get_logger().warning(f"inference skipped: {e}", throttle_duration_sec=5.0)
-                time.sleep(0.05)
+                self.stop.wait(0.05)
                 continue
-            self.infer_ms.append(1e3 * (time.perf_counter() - t0))
-            self.infer_ms = self.infer_ms[-100:]
-            if not self.active or self.engaged:
-                continue  # takeover while thinking: the chunk is stale, drop it
-            msg = numpy_to_trajectory(chunk, self.dt, self.joint_names, f"policy/v{self.version}",
-                                      self.get_clock().now().to_msg())
-            self.traj_pub.publish(msg)
-            self.chunks += 1
-            # Replan before the executed part runs out; the rest of the chunk is a buffer against latency.
-            next_due = time.monotonic() + self.exec_steps * self.dt - 0.02
+            self.infer_ms = [*self.infer_ms[-99:], 1e3 * (time.perf_counter() - t0)]
+            if not self.active or self.engaged or episode != self.episode:
+                self.sched.cancel()  # takeover or a new episode while thinking: the chunk is stale, drop it
+                continue
+            now = self._now()
+            tag = f"policy/v{self.version}"
+            chunk = self.sched.accept(actions, t_obs, now, tag)
+            self.delay_ms = [*self.delay_ms[-99:], 1e3 * (now - t_obs)]
+            if chunk is None:
+                self.get_logger().warning(f"chunk arrived {now - t_obs:.2f} s after its observation: all of it "
+                                          "was already due, dropped", throttle_duration_sec=5.0)
+                continue
+            stamp = Time(nanoseconds=round(chunk.start * 1e9)).to_msg()
+            self.traj_pub.publish(numpy_to_trajectory(chunk.actions, self.dt, self.joint_names, tag, stamp))
 
-    def _fresh_obs(self, now: float) -> dict | None:
+    def _fresh_obs(self, now: float) -> tuple[dict, float] | None:
+        """The cached observation and its time (the older of image and joint stamps), if the gate accepts it."""
         img, q = self.image, self.qpos
         if img is None or q is None or not self.instruction:
             return None
-        # Only observations taken after the episode reset, and not stale.
-        if img[0] < self.episode_start + 0.15 or now - img[0] > self.max_obs_age or now - q[0] > self.max_obs_age:
+        t_obs = min(img[0], q[0])
+        if not self.gate.accepts(t_obs, now, self.episode_start):
             return None
-        return {"image": img[1], "qpos": q[1], "instruction": self.instruction}
+        return {"image": img[1], "qpos": q[1], "instruction": self.instruction}, t_obs
 
     def _publish_status(self) -> None:
         ms = float(np.mean(self.infer_ms)) if self.infer_ms else None
+        delay = float(np.mean(self.delay_ms)) if self.delay_ms else None
         self.status_pub.publish(json_msg(
-            version=self.version, sha256=getattr(self.policy, "sha256", None), chunks=self.chunks,
-            inference_ms=ms, active=self.active, engaged=self.engaged, rejected=self.rejected[-3:],
+            version=self.version, sha256=getattr(self.policy, "sha256", None), chunks=self.sched.chunks,
+            inference_ms=ms, obs_to_chunk_ms=delay, chunk_mode=self.sched.mode, stale_chunks=self.sched.stale,
+            active=self.active, engaged=self.engaged, rejected=self.rejected[-3:],
         ))
 
     def close(self) -> None:
+        """Stop the inference thread and the loader worker; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self.stop.set()
         self.thread.join(timeout=2.0)
+        self.loader.close(timeout=2.0)
+
+    def destroy_node(self):
+        self.close()
+        return super().destroy_node()
 
 
 def main(args=None) -> int:
-    return run_node(VLAPolicyNode, args, threads=2)
+    # Single-threaded executor: callbacks only cache and queue; inference and loading have their own threads.
+    return run_node(VLAPolicyNode, args, threads=1)
 
 
 if __name__ == "__main__":
