@@ -17,7 +17,7 @@ else
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   PIP=("$VENV/bin/python" -m pip install -q)
   "${PIP[@]}" --find-links "$WHEELHOUSE" \
-    ros-rclpy ros-std-msgs ros-sensor-msgs ros-geometry-msgs ros-trajectory-msgs ros-std-srvs \
+    ros-rclpy ros-std-msgs ros-sensor-msgs ros-geometry-msgs ros-trajectory-msgs ros-std-srvs ros-diagnostic-msgs \
     ros-builtin-interfaces ros-rmw-fastrtps-cpp ros-ament-index-python \
     ros-rcl-interfaces ros-lifecycle-msgs ros-composition-interfaces==2.2.0 \
     launch==3.7.1 launch_xml==3.7.1 launch_yaml==3.7.1 launch_testing==3.7.1 \
@@ -30,5 +30,5 @@ else
 fi
 "${PIP[@]}" torch==2.13.0
 "${PIP[@]}" mujoco rosbags mcap mcap-ros2-support safetensors numpy pyyaml tqdm matplotlib \
-  opencv-python-headless tensorboard setuptools wheel psutil colcon-common-extensions pytest==8.3.5
+  opencv-python-headless tensorboard setuptools wheel psutil colcon-common-extensions pytest==8.3.5 ruff
 echo "setup: venv ready at $VENV"

@@ -17,11 +17,13 @@ from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from lwd.control.health import ERROR, OK, WARN, Rejected, reorder_joints
 from lwd.control.mux import CommandError, CommandMux, Source
 from lwd.nodes.common import (
     LATCHED_QOS,
     RELIABLE_QOS,
     SENSOR_QOS,
+    HealthPublisher,
     joint_state,
     numpy_to_trajectory,
     parse_json,
@@ -71,11 +73,20 @@ class ArmDriver(Node):
         self.mux = CommandMux(N_JOINTS, low, high, vmax)
         self.mux.reset(self.measured)
 
+        self.low, self.high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        self.diag = HealthPublisher(self)
+        self.max_excess = 0.0
+        self.diag.health.set_value("backend", self.backend)
+        if self.backend == "real":
+            self.diag.health.set_status(WARN, f"waiting for hardware joint states on {hw_state_topic}")
+
         self.js_pub = self.create_publisher(JointState, "joint_states", SENSOR_QOS)
         self.cmd_pub = self.create_publisher(JointTrajectory, "cmd/joint_trajectory", RELIABLE_QOS)
         self.source_pub = self.create_publisher(String, "cmd/source", LATCHED_QOS)
-        self.create_subscription(JointTrajectory, "policy/joint_trajectory", lambda m: self._on_cmd(m, Source.POLICY), RELIABLE_QOS)
-        self.create_subscription(JointTrajectory, "teleop/joint_trajectory", lambda m: self._on_cmd(m, Source.TELEOP), RELIABLE_QOS)
+        self.create_subscription(JointTrajectory, "policy/joint_trajectory",
+                                 lambda m: self._on_cmd(m, Source.POLICY), RELIABLE_QOS)
+        self.create_subscription(JointTrajectory, "teleop/joint_trajectory",
+                                 lambda m: self._on_cmd(m, Source.TELEOP), RELIABLE_QOS)
         self.create_subscription(Bool, "teleop/engaged", self._on_engaged, LATCHED_QOS)
         self.create_subscription(String, "episode/event", self._on_event, RELIABLE_QOS)
         self.create_service(Trigger, "~/hold", self._on_hold)
@@ -95,8 +106,12 @@ class ArmDriver(Node):
             accepted = self.mux.submit(source, pos, times, msg.header.frame_id or source.value, now, start=start)
         except (ValueError, CommandError) as e:
             self.mux.rejected += 1
-            self.get_logger().warning(f"rejected {source.value} command: {e}", throttle_duration_sec=2.0)
+            reason = e.reason if isinstance(e, Rejected) else "invalid_command"
+            self.diag.reject(reason, f"{source.value} command: {e}")
             return
+        if ((pos < self.low) | (pos > self.high)).any():
+            # Not an error: targets are clipped into the joint limits (and rate-limited) by the mux.
+            self.diag.health.count("clipped_out_of_limits")
         if accepted:
             if start is not None:  # record what is left of it, timed from now like every other command
                 _drop_elapsed(msg, now - start)
@@ -119,15 +134,15 @@ class ArmDriver(Node):
         try:
             ev = parse_json(msg)
         except ValueError as e:
-            self.get_logger().warning(f"bad episode/event: {e}")
+            self.diag.reject("bad_event", f"episode/event: {e}")
             return
         kind = ev.get("event")
         if kind == "start":
             if self.world is not None:
                 try:
                     self.world.reset(str(ev["task"]), int(ev["seed"]))
-                except (KeyError, ValueError) as e:
-                    self.get_logger().error(f"cannot reset sim for {ev}: {e}")
+                except (KeyError, ValueError, TypeError) as e:
+                    self.diag.reject("bad_event", f"cannot reset sim for {ev}: {e}")
                     return
                 self.measured = self.world.qpos14()
                 self._publish_sim_state()
@@ -145,18 +160,18 @@ class ArmDriver(Node):
 
     def _on_hw_state(self, msg: JointState) -> None:
         try:
-            idx = [list(msg.name).index(n) for n in self.joint_names]
-        except ValueError:
-            self.get_logger().warning("hardware joint_states lack some lwd joints", throttle_duration_sec=5.0)
+            pos = reorder_joints(msg.name, msg.position, self.joint_names)
+            vel = (reorder_joints(msg.name, msg.velocity, self.joint_names, what="velocity")
+                   if len(msg.velocity) == len(msg.name) else np.zeros_like(pos))
+        except Rejected as e:
+            # A NaN or garbled reading must never become the mux's hold position.
+            self.diag.reject(e.reason, f"hardware joint_states: {e}")
             return
-        pos = np.asarray(msg.position)[idx]
-        if np.isfinite(pos).all():
-            self.measured = pos
-            if len(msg.velocity) == len(msg.name):
-                self.velocity = np.asarray(msg.velocity)[idx]
-            if not self.hw_seen:
-                self.hw_seen = True
-                self.mux.reset(pos)
+        self.measured, self.velocity = pos, vel
+        if not self.hw_seen:
+            self.hw_seen = True
+            self.mux.reset(pos)
+            self.diag.health.set_status(OK, "hardware joint states received")
 
     # -- control loop ---------------------------------------------------------------------------------------
     def _publish_sim_state(self) -> None:
@@ -167,8 +182,16 @@ class ArmDriver(Node):
         target = self.mux.tick(now, self.measured, self.dt)
         stamp = self.get_clock().now().to_msg()
         if self.world is not None:
-            self.world.apply(target, self.dt)
+            try:
+                self.world.apply(target, self.dt)
+            except ValueError as e:  # the mux only emits finite, clipped targets; never let the loop die
+                self.diag.health.set_status(ERROR, f"sim step failed: {e}")
+                return
             self.measured, self.velocity = self.world.qpos14(), self.world.qvel14()
+            excess = float(np.max(np.maximum(self.measured - self.high, self.low - self.measured)))
+            if excess > self.max_excess:
+                self.max_excess = excess
+                self.diag.health.set_value("max_limit_excess", f"{excess:.4f}")
             self.ticks += 1
             if self.ticks % self.sim_state_every == 0:
                 self._publish_sim_state()
@@ -182,6 +205,9 @@ class ArmDriver(Node):
         if src != self.last_source:
             self.last_source = src
             self.source_pub.publish(String(data=src))
+            self.diag.health.set_value("source", src)
+        self.diag.health.set_value("episode_active", self.episode_active)
+        self.diag.health.set_value("ticks", self.ticks)
 
     def close(self) -> None:
         if self.world is not None:

@@ -1,4 +1,7 @@
-"""camera_driver: publishes ``camera/image_raw`` (rgb8) from the sim mirror, a V4L device or a video file."""
+"""camera_driver: publishes ``camera/image_raw`` (rgb8) from the sim mirror, a V4L device or a video file.
+
+A ``sim/state`` with NaN/inf or of the wrong size is rejected and counted (``/diagnostics``), never rendered.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64MultiArray, String
 
-from lwd.nodes.common import RELIABLE_QOS, SENSOR_QOS, numpy_to_image, parse_json, run_node
+from lwd.control.health import OK, WARN, Rejected, check_finite_vector
+from lwd.nodes.common import RELIABLE_QOS, SENSOR_QOS, HealthPublisher, numpy_to_image, parse_json, run_node
 
 
 class CameraDriver(Node):
@@ -23,6 +27,8 @@ class CameraDriver(Node):
         self.cap = None
         self.state: np.ndarray | None = None
         self.frames = 0
+        self.diag = HealthPublisher(self)
+        self.diag.health.set_value("backend", self.backend)
         if self.backend == "sim":
             from lwd.sim.world import SimWorld
 
@@ -43,7 +49,10 @@ class CameraDriver(Node):
         self.get_logger().info(f"camera_driver up: backend={self.backend} {self.size}x{self.size} @ {rate:.0f} Hz")
 
     def _on_state(self, msg: Float64MultiArray) -> None:
-        self.state = np.asarray(msg.data)
+        try:
+            self.state = check_finite_vector(msg.data, self.world.state_size, what="state")
+        except Rejected as e:
+            self.diag.reject(e.reason, f"sim/state: {e}")
 
     def _on_event(self, msg: String) -> None:
         try:
@@ -51,8 +60,8 @@ class CameraDriver(Node):
             if ev.get("event") == "start":
                 self.world.reset(str(ev["task"]), int(ev["seed"]))
                 self.state = None
-        except (ValueError, KeyError) as e:
-            self.get_logger().warning(f"bad episode/event: {e}")
+        except (ValueError, KeyError, TypeError) as e:
+            self.diag.reject("bad_event", f"episode/event: {e}")
 
     def _grab(self) -> np.ndarray | None:
         if self.world is not None:
@@ -60,7 +69,7 @@ class CameraDriver(Node):
                 try:
                     self.world.set_state(self.state)
                 except ValueError as e:
-                    self.get_logger().warning(f"bad sim/state: {e}", throttle_duration_sec=5.0)
+                    self.diag.reject("bad_shape", f"sim/state: {e}")
                     return None
             return self.world.render()
         import cv2
@@ -70,8 +79,11 @@ class CameraDriver(Node):
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self.cap.read()
         if not ok:
+            self.diag.health.count("read_failures")
+            self.diag.health.set_status(WARN, "camera read failed")
             self.get_logger().warning("camera read failed", throttle_duration_sec=5.0)
             return None
+        self.diag.health.set_status(OK, "ok")
         frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
@@ -80,6 +92,7 @@ class CameraDriver(Node):
         if img is not None:
             self.pub.publish(numpy_to_image(img, self.get_clock().now().to_msg(), self.frame_id))
             self.frames += 1
+            self.diag.health.set_value("frames", self.frames)
 
     def close(self) -> None:
         if self.world is not None:

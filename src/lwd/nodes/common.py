@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
@@ -18,14 +21,17 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from lwd.control.health import Health, Rejected
+
 __all__ = [
-    "SENSOR_QOS", "RELIABLE_QOS", "LATCHED_QOS", "FLEET_POLICY_TOPIC", "LEARNER_STATUS_TOPIC",
-    "trajectory_to_numpy", "numpy_to_trajectory", "image_to_numpy", "numpy_to_image",
-    "joint_state", "json_msg", "parse_json", "run_node",
+    "SENSOR_QOS", "RELIABLE_QOS", "LATCHED_QOS", "FLEET_POLICY_TOPIC", "LEARNER_STATUS_TOPIC", "DIAGNOSTICS_TOPIC",
+    "RECORDER_STATUS_TOPIC", "trajectory_to_numpy", "numpy_to_trajectory", "image_to_numpy", "numpy_to_image",
+    "joint_state", "json_msg", "parse_json", "HealthPublisher", "run_node",
 ]
 
 SENSOR_QOS = qos_profile_sensor_data
@@ -37,26 +43,38 @@ LATCHED_QOS = QoSProfile(
 )
 FLEET_POLICY_TOPIC = "/fleet/policy"
 LEARNER_STATUS_TOPIC = "/fleet/learner/status"
+DIAGNOSTICS_TOPIC = "/diagnostics"  # the ROS convention: diagnostic_msgs/DiagnosticArray, ~1 Hz per node
+RECORDER_STATUS_TOPIC = "recorder/status"  # episode_recorder heartbeat (JSON, ~1 Hz), relative to the robot
 
 
 def trajectory_to_numpy(msg: JointTrajectory, joint_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Positions [P, J] reordered to ``joint_names`` and times [P] (s). Raises ValueError on a mismatch."""
+    """Positions [P, J] reordered to ``joint_names`` and times [P] (s).
+
+    Raises :class:`lwd.control.health.Rejected` (a ValueError) with the reason: ``bad_joint_names``, ``empty``,
+    ``bad_shape``, ``nan_command`` (NaN/inf position or time) or ``bad_timing`` (times not positive, increasing).
+    """
     names = list(msg.joint_names)
-    if names and sorted(names) != sorted(joint_names):
-        raise ValueError(f"joint_names {names} do not match the arm's {list(joint_names)}")
+    if names and (len(set(names)) != len(names) or sorted(names) != sorted(joint_names)):
+        raise Rejected("bad_joint_names", f"joint_names {names} do not match the arm's {list(joint_names)}")
     order = [names.index(n) for n in joint_names] if names else list(range(len(joint_names)))
     if not msg.points:
-        raise ValueError("trajectory has no points")
+        raise Rejected("empty", "trajectory has no points")
     pos = []
     for p in msg.points:
         if len(p.positions) != len(joint_names):
-            raise ValueError(f"point has {len(p.positions)} positions, expected {len(joint_names)}")
+            raise Rejected("bad_shape", f"point has {len(p.positions)} positions, expected {len(joint_names)}")
         pos.append(np.asarray(p.positions, dtype=np.float64)[order])
     times = np.array([p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points])
-    return np.stack(pos), times
+    positions = np.stack(pos)
+    if not np.isfinite(positions).all():
+        raise Rejected("nan_command", "non-finite position in trajectory")
+    if (times <= 0).any() or (np.diff(times) <= 0).any():
+        raise Rejected("bad_timing", "time_from_start must be positive and strictly increasing")
+    return positions, times
 
 
-def numpy_to_trajectory(positions: np.ndarray, dt: float, joint_names: Sequence[str], tag: str, stamp) -> JointTrajectory:
+def numpy_to_trajectory(positions: np.ndarray, dt: float, joint_names: Sequence[str], tag: str,
+                        stamp) -> JointTrajectory:
     msg = JointTrajectory()
     msg.header.stamp = stamp
     msg.header.frame_id = tag
@@ -111,24 +129,78 @@ def parse_json(msg: String) -> dict:
     return d
 
 
+class HealthPublisher:
+    """Publishes a node's :class:`Health` on ``/diagnostics`` (one DiagnosticStatus, about once a second).
+
+    The status is named ``<namespace>/<node>`` (e.g. ``robot0/arm_driver``) with ``hardware_id`` = the robot, so
+    ``ros2 topic echo /diagnostics`` shows every node of the fleet; rejections are logged per reason, rate-limited.
+    """
+
+    def __init__(self, node: Node, hardware_id: str = "", period_s: float = 1.0, log_every_s: float = 5.0) -> None:
+        self.node = node
+        self.health = Health(log_every_s=log_every_s)
+        self.name = node.get_fully_qualified_name().lstrip("/")
+        self.hardware_id = hardware_id or node.get_namespace().strip("/")
+        self.pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.timer = node.create_timer(period_s, self.publish)
+
+    def reject(self, reason: str, detail: str = "") -> None:
+        """Count a rejected input under ``reason``; log it unless this reason was logged moments ago."""
+        if self.health.reject(reason):
+            n = self.health.rejected[reason]
+            self.node.get_logger().warning(f"rejected ({reason}, {n} so far): {detail or reason}")
+
+    def publish(self) -> None:
+        r = self.health.report()
+        status = DiagnosticStatus(level=bytes([r.level]), name=self.name, message=r.message,
+                                  hardware_id=self.hardware_id,
+                                  values=[KeyValue(key=k, value=v) for k, v in r.values])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.pub.publish(msg)
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None, threads: int = 2) -> int:
-    """rclpy init -> spin -> quiet shutdown on Ctrl-C / SIGTERM from launch. Returns an exit code."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+    """rclpy init -> spin -> quiet shutdown on Ctrl-C / SIGTERM from launch. Returns an exit code.
+
+    rclpy's own signal handler shuts the context down from inside whatever callback is running, which then fails in
+    its next publish (``RCLError: publisher's context is invalid``). Here SIGINT/SIGTERM only ask the spin loop to
+    stop: the running callback completes, then the node is closed and destroyed before the context shuts down.
+    A second signal interrupts at once.
+    """
+    stop = threading.Event()
+
+    def _on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = executor = None
     try:
         node = factory()
         # One thread keeps every callback on the thread that built the node (an EGL context is thread-bound).
         executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        try:
+            if executor is not None:
+                executor.shutdown(timeout_sec=5.0)
+            if node is not None:
+                close = getattr(node, "close", None)
+                if close is not None:
+                    close()
+                node.destroy_node()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            if rclpy.ok():
+                rclpy.try_shutdown()
     return 0
