@@ -24,6 +24,7 @@ ARGS = {
     "updates_per_round": ("", "learner gradient steps per round"),
     "offline_updates": ("", "learner offline-phase steps on the demos"),
     "learner": ("true", "start the learner"),
+    "respawn": ("true", "restart robot nodes and the learner when they die"),
 }
 
 
@@ -41,7 +42,7 @@ def _fleet(context):
                 "robot": f"robot{i}", "backend": "sim", "store": a["store"], "tasks": a["tasks"],
                 "episodes_per_round": a["episodes_per_round"], "rounds": a["rounds"],
                 "seed": str(int(a["seed"]) * 1000 + i), "time_limit_scale": a["time_limit_scale"],
-                "intervene": a["intervene"],
+                "intervene": a["intervene"], "respawn": a["respawn"],
             }.items()))
     if a["learner"].lower() == "true":
         actions.append(IncludeLaunchDescription(
@@ -50,6 +51,7 @@ def _fleet(context):
                 "store": a["store"], "algo": a["algo"], "seed": a["seed"],
                 "min_new_episodes": str(n * max(1, int(a["episodes_per_round"]))),
                 "updates_per_round": a["updates_per_round"], "offline_updates": a["offline_updates"],
+                "respawn": a["respawn"],
             }.items()))
     return actions
 

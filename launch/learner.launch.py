@@ -16,6 +16,8 @@ ARGS = {
     "offline_updates": ("", "offline-phase steps on the demos before the first round (default from the config file)"),
     "seed": ("0", "learner seed"),
     "config": ("", "parameter file (default: the package's config/learner.yaml)"),
+    "respawn": ("true", "restart the learner if it dies"),
+    "respawn_delay": ("2.0", "seconds before a dead learner is restarted"),
 }
 
 
@@ -29,7 +31,8 @@ def _nodes(context):
         if a[key]:
             overrides[key] = int(a[key])
     return [Node(package="lwd", executable="learner", name="learner", output="screen",
-                 parameters=[config, overrides])]
+                 parameters=[config, overrides], respawn=a["respawn"].lower() == "true",
+                 respawn_delay=float(a["respawn_delay"]))]
 
 
 def generate_launch_description():
@@ -37,5 +40,3 @@ def generate_launch_description():
         [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in ARGS.items()]
         + [OpaqueFunction(function=_nodes)]
     )
-
-

@@ -15,7 +15,8 @@ ARGS = {
     "robot": ("robot0", "robot name = namespace"),
     "backend": ("sim", "sim (MuJoCo) or real (ros2_control + a V4L camera)"),
     "store": ("lwd_store", "experience store root (bags, policies)"),
-    "teleop": ("", "teleop backend: scripted | keyboard | none (default: scripted in sim, keyboard on real)"),
+    "teleop": ("", "teleop backend: scripted | keyboard | none (default: scripted in sim, none on real: launch gives "
+                   "nodes no TTY, run the keyboard station with `ros2 run` in a terminal)"),
     "tasks": ("pick_place,restock3", "comma-separated task cycle for the operator"),
     "episodes_per_round": ("0", "sync rounds: wait for a newer policy after this many episodes (0 = never)"),
     "rounds": ("0", "stop starting episodes after this many rounds (0 = never)"),
@@ -23,7 +24,8 @@ ARGS = {
     "time_limit_scale": ("1.0", "multiplies each task's time limit"),
     "intervene": ("true", "let the scripted operator take over"),
     "config": ("", "parameter file (default: the package's config/robot.yaml)"),
-    "respawn": ("true", "respawn the drivers if they die"),
+    "respawn": ("true", "respawn drivers, policy and recorder if they die"),
+    "respawn_delay": ("2.0", "seconds before a dead node is restarted"),
 }
 
 
@@ -31,23 +33,28 @@ def _nodes(context):
     a = {k: LaunchConfiguration(k).perform(context) for k in ARGS}
     config = a["config"] or os.path.join(get_package_share_directory("lwd"), "config", "robot.yaml")
     sim = a["backend"] == "sim"
-    teleop = a["teleop"] or ("scripted" if sim else "keyboard")
-    respawn = a["respawn"].lower() == "true"
+    if a["backend"] not in ("sim", "real"):
+        raise ValueError(f"backend must be sim or real, got {a['backend']!r}")
+    teleop = a["teleop"] or ("scripted" if sim else "none")
     ns, store = a["robot"], os.path.expanduser(a["store"])
     common = dict(package="lwd", namespace=ns, output="screen", emulate_tty=False)
+    # Supervision: a node that dies is restarted after a delay. teleop is not respawned: it holds the episode plan,
+    # and a restarted one would start the plan over (it waits for the recorder before every episode instead).
+    supervised = dict(respawn=a["respawn"].lower() == "true", respawn_delay=float(a["respawn_delay"]))
     return [
-        Node(executable="arm_driver", name="arm_driver", respawn=respawn, respawn_delay=1.0,
-             parameters=[config, {"backend": "sim" if sim else "real"}], **common),
-        Node(executable="camera_driver", name="camera_driver", respawn=respawn, respawn_delay=1.0,
-             parameters=[config, {"backend": "sim" if sim else "v4l"}], **common),
-        Node(executable="vla_policy", name="vla_policy", parameters=[config, {"store": store}], **common),
+        Node(executable="arm_driver", name="arm_driver", parameters=[config, {"backend": "sim" if sim else "real"}],
+             **supervised, **common),
+        Node(executable="camera_driver", name="camera_driver",
+             parameters=[config, {"backend": "sim" if sim else "v4l"}], **supervised, **common),
+        Node(executable="vla_policy", name="vla_policy", parameters=[config, {"store": store}], **supervised,
+             **common),
         Node(executable="teleop", name="teleop", parameters=[config, {
             "robot": ns, "backend": teleop, "tasks": [t for t in a["tasks"].split(",") if t],
             "episodes_per_round": int(a["episodes_per_round"]), "rounds": int(a["rounds"]), "seed": int(a["seed"]),
             "time_limit_scale": float(a["time_limit_scale"]), "intervene": a["intervene"].lower() == "true"}],
              **common),
-        Node(executable="episode_recorder", name="episode_recorder", parameters=[config, {"robot": ns, "store": store}],
-             **common),
+        Node(executable="episode_recorder", name="episode_recorder",
+             parameters=[config, {"robot": ns, "store": store}], **supervised, **common),
     ]
 
 

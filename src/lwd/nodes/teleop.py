@@ -4,6 +4,9 @@ Backends: ``scripted`` (sim: a scripted operator watching a mirror of the world,
 ``keyboard`` (a human at a terminal: n = new episode, t = take over, r = release, s = success, f = failure,
 j/k = select joint, +/- = jog it), ``none`` (episodes driven from outside). Takeover always wins: the arm's mux
 switches to ``teleop/joint_trajectory`` on its next tick.
+
+When episodes start and end (the plan, synchronous rounds, the recorder gate) is decided by
+:class:`lwd.control.episodes.EpisodeScheduler`; this node feeds it and logs why it waits.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
+from lwd.control.episodes import EpisodeScheduler, episode_seed  # noqa: F401 - episode_seed re-exported
+from lwd.control.health import OK, WARN, Rejected, check_finite_vector, reorder_joints
 from lwd.nodes.common import (
     LATCHED_QOS,
     LEARNER_STATUS_TOPIC,
+    RECORDER_STATUS_TOPIC,
     RELIABLE_QOS,
     SENSOR_QOS,
+    HealthPublisher,
     json_msg,
     numpy_to_trajectory,
     parse_json,
@@ -31,31 +38,30 @@ from lwd.nodes.common import (
 from lwd.robot import CONTROL_DT, JOINT_NAMES
 
 
-def episode_seed(base_seed: int, robot: str, seq: int) -> int:
-    """Distinct, reproducible seeds per robot and episode."""
-    return (base_seed * 1_000_003 + sum(ord(c) * 31**i for i, c in enumerate(robot)) * 7919 + seq) % (2**31 - 1)
-
-
 class Teleop(Node):
     def __init__(self) -> None:
         super().__init__("teleop")
         self.robot = self.declare_parameter("robot", self.get_namespace().strip("/") or "robot0").value
         self.backend = self.declare_parameter("backend", "scripted").value
         self.tasks = list(self.declare_parameter("tasks", ["pick_place", "restock3"]).value)
-        self.episodes_per_round = int(self.declare_parameter("episodes_per_round", 0).value)
-        self.rounds = int(self.declare_parameter("rounds", 0).value)
+        episodes_per_round = int(self.declare_parameter("episodes_per_round", 0).value)
+        rounds = int(self.declare_parameter("rounds", 0).value)
         self.base_seed = int(self.declare_parameter("seed", 0).value)
         self.time_limit_scale = float(self.declare_parameter("time_limit_scale", 1.0).value)
-        self.settle_s = float(self.declare_parameter("settle_s", 0.5).value)
+        settle_s = float(self.declare_parameter("settle_s", 0.5).value)
         self.intervene = bool(self.declare_parameter("intervene", True).value)
-        self.wait_subscribers = int(self.declare_parameter("wait_for_subscribers", 4).value)
+        wait_subscribers = int(self.declare_parameter("wait_for_subscribers", 4).value)
+        require_recorder = bool(self.declare_parameter("require_recorder", True).value)
+        recorder_timeout_s = float(self.declare_parameter("recorder_timeout_s", 5.0).value)
         stall_s = float(self.declare_parameter("stall_s", 3.0).value)
         max_corr = float(self.declare_parameter("max_correction_s", 5.0).value)
         max_int = int(self.declare_parameter("max_interventions", 3).value)
         if self.backend not in ("scripted", "keyboard", "none"):
             raise ValueError(f"backend must be scripted, keyboard or none, got {self.backend!r}")
-        if not self.tasks:
-            raise ValueError("tasks must name at least one task")
+        self.scheduler = EpisodeScheduler(
+            self.robot, self.tasks, seed=self.base_seed, episodes_per_round=episodes_per_round, rounds=rounds,
+            min_subscribers=wait_subscribers, require_recorder=require_recorder,
+            recorder_timeout_s=recorder_timeout_s, settle_s=settle_s)
         if self.backend == "scripted":
             from lwd.sim.tasks import TASKS
 
@@ -72,6 +78,9 @@ class Teleop(Node):
         self.create_subscription(String, "policy/status", self._on_status, LATCHED_QOS)
         self.create_subscription(String, LEARNER_STATUS_TOPIC, self._on_learner, LATCHED_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
+        self.create_subscription(String, RECORDER_STATUS_TOPIC, self._on_recorder, RELIABLE_QOS)
+        self.diag = HealthPublisher(self)
+        self.diag.health.set_value("backend", self.backend)
 
         self.world = self.operator = None
         self.sim_state: np.ndarray | None = None
@@ -87,95 +96,105 @@ class Teleop(Node):
                                              max_interventions=max_int)
             self.create_subscription(Float64MultiArray, "sim/state", self._on_sim_state, SENSOR_QOS)
 
-        self.seq = 0
         self.episode: dict | None = None
         self.engaged = False
-        self.policy_version = -1
-        self.learner_round = 0
-        self.learner_version = -1
-        self.rewarded_at: float | None = None
         self.qpos: np.ndarray | None = None
         self.jog_joint = 0
-        self.finished = False
+        self.wait_logged: tuple[str, float] | None = None
         self.engaged_pub.publish(Bool(data=False))
         self.create_timer(CONTROL_DT, self._tick)
         self.get_logger().info(f"teleop up: backend={self.backend} robot={self.robot} tasks={self.tasks}")
 
     # -- inputs -------------------------------------------------------------------------------------------------
+    @property
+    def policy_version(self) -> int:
+        return self.scheduler.policy_version
+
     def _on_reward(self, msg: Float32) -> None:
-        if self.episode is not None and msg.data > 0 and self.rewarded_at is None:
-            self.rewarded_at = time.monotonic()
+        self.scheduler.on_reward(time.monotonic(), float(msg.data))
 
     def _on_status(self, msg: String) -> None:
         try:
-            self.policy_version = int(parse_json(msg).get("version", -1))
-        except (ValueError, TypeError):
-            pass
+            self.scheduler.on_policy_version(int(parse_json(msg).get("version", -1)))
+        except (ValueError, TypeError) as e:
+            self.diag.reject("bad_status", f"policy/status: {e}")
 
     def _on_learner(self, msg: String) -> None:
         try:
             d = parse_json(msg)
-            self.learner_round, self.learner_version = int(d["round"]), int(d["version"])
-        except (ValueError, KeyError, TypeError):
-            pass
+            self.scheduler.on_learner(int(d["round"]), int(d["version"]))
+        except (ValueError, KeyError, TypeError) as e:
+            self.diag.reject("bad_status", f"learner status: {e}")
+
+    def _on_recorder(self, msg: String) -> None:
+        try:
+            self.scheduler.on_recorder(time.monotonic(), parse_json(msg))
+        except ValueError as e:
+            self.diag.reject("bad_status", f"recorder status: {e}")
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            idx = [list(msg.name).index(n) for n in self.joint_names]
-            self.qpos = np.asarray(msg.position)[idx]
-        except (ValueError, IndexError):
-            pass
+            self.qpos = reorder_joints(msg.name, msg.position, self.joint_names)
+        except Rejected as e:
+            self.diag.reject(e.reason, f"joint_states: {e}")
 
     def _on_sim_state(self, msg: Float64MultiArray) -> None:
-        self.sim_state = np.asarray(msg.data)
+        try:
+            self.sim_state = check_finite_vector(msg.data, self.world.state_size, what="state")
+        except Rejected as e:
+            self.diag.reject(e.reason, f"sim/state: {e}")
 
     # -- episode lifecycle --------------------------------------------------------------------------------------
-    def _ready(self) -> bool:
-        if self.event_pub.get_subscription_count() < self.wait_subscribers or self.policy_version < 0:
-            return False
-        if self.backend == "scripted" and self.sim_state is None:
-            return False
-        if self.episodes_per_round > 0 and self.seq > 0 and self.seq % self.episodes_per_round == 0:
-            # Synchronous rounds: the next round starts once the learner finished the round this robot contributed
-            # to, and this robot runs the learner's current version (the same one if the gate rejected the update).
-            done = self.seq // self.episodes_per_round
-            return self.learner_round >= done and self.policy_version >= self.learner_version
-        return True
+    def _wait_reason(self, now: float) -> str | None:
+        reason = self.scheduler.wait_reason(now, self.event_pub.get_subscription_count())
+        if reason is None and self.backend == "scripted" and self.sim_state is None:
+            reason = "waiting for sim/state from the arm driver"
+        # Say why the robot waits: when the reason changes, and every 30 s while it lasts.
+        if reason is not None and (self.wait_logged is None or self.wait_logged[0] != reason
+                                   or (now - self.wait_logged[1] > 30.0 and not self.scheduler.finished)):
+            self.get_logger().info(f"not starting an episode: {reason}")
+            self.wait_logged = (reason, now)
+        self.diag.health.set_status(OK if reason is None else WARN, reason or "ready")
+        return reason
 
-    def start_episode(self) -> None:
-        if self.rounds > 0 and self.episodes_per_round > 0 and self.seq >= self.rounds * self.episodes_per_round:
-            if not self.finished:
-                self.finished = True
-                self.get_logger().info(f"all {self.rounds} rounds done")
-            return
-        task = self.tasks[self.seq % len(self.tasks)]
-        seed = episode_seed(self.base_seed, self.robot, self.seq)
+    def start_episode(self) -> bool:
+        now = time.monotonic()
+        if self._wait_reason(now) is not None:
+            return False
+        spec = self.scheduler.next_episode()
         if self.world is not None:
-            self.world.reset(task, seed)
+            self.world.reset(spec.task, spec.seed)
             instruction = self.world.instruction
             self.operator.reset()
-            self.time_limit = self.world.task.time_limit_s * self.time_limit_scale
+            time_limit = self.world.task.time_limit_s * self.time_limit_scale
         else:
             from lwd.sim.tasks import TASKS
 
-            spec = TASKS.get(task)
-            instruction = spec.instructions[0] if spec is not None else task.replace("_", " ")
-            self.time_limit = (spec.time_limit_s if spec is not None else 120.0) * self.time_limit_scale
-        episode_id = f"{self.robot}-{time.strftime('%Y%m%d-%H%M%S')}-{self.seq:04d}"
-        self.episode = {"episode_id": episode_id, "robot": self.robot, "task": task, "instruction": instruction,
-                        "seed": seed, "policy_version": self.policy_version, "t0": time.monotonic()}
-        self.seq += 1
-        self.rewarded_at = None
+            task = TASKS.get(spec.task)
+            instruction = task.instructions[0] if task is not None else spec.task.replace("_", " ")
+            time_limit = (task.time_limit_s if task is not None else 120.0) * self.time_limit_scale
+        self.scheduler.start(spec, now, time_limit)
+        self.episode = {"episode_id": spec.episode_id, "robot": self.robot, "task": spec.task,
+                        "instruction": instruction, "seed": spec.seed, "policy_version": self.policy_version}
+        self.wait_logged = None
         self.sim_state = None
         self.instr_pub.publish(String(data=instruction))
-        self.event_pub.publish(json_msg(event="start", **{k: v for k, v in self.episode.items() if k != "t0"}))
-        self.get_logger().info(f"episode {episode_id} start: {task!r} seed={seed} v{self.policy_version}")
+        self.event_pub.publish(json_msg(event="start", **self.episode))
+        self.diag.health.count("episodes_started")
+        self.diag.health.set_value("episode", spec.episode_id)
+        self.get_logger().info(
+            f"episode {spec.episode_id} start: {spec.task!r} seed={spec.seed} v{self.policy_version}")
+        return True
 
-    def end_episode(self, outcome: str) -> None:
+    def end_episode(self, outcome: str, why: str = "") -> None:
         if self.engaged:
             self._set_engaged(False, announce=False)
+        self.scheduler.end(outcome)
         self.event_pub.publish(json_msg(event="end", outcome=outcome, episode_id=self.episode["episode_id"]))
-        self.get_logger().info(f"episode {self.episode['episode_id']} end: {outcome}")
+        log = self.get_logger().warning if outcome == "aborted" else self.get_logger().info
+        log(f"episode {self.episode['episode_id']} end: {outcome}" + (f" ({why})" if why else ""))
+        self.diag.health.count(f"episodes_{outcome}")
+        self.diag.health.set_value("episode", "")
         self.episode = None
 
     def _set_engaged(self, engaged: bool, announce: bool = True) -> None:
@@ -192,21 +211,22 @@ class Teleop(Node):
     def _tick(self) -> None:
         if self.backend == "keyboard":
             self._keyboard()
+            if self.episode is not None:
+                end = self.scheduler.check_end(time.monotonic())
+                if end is not None and end[0] == "aborted":  # the human marks success/failure, not the clock
+                    self.end_episode(*end)
         if self.backend != "scripted":
             return
         if self.episode is None:
-            if self._ready():
-                self.start_episode()
+            self.start_episode()
             return
         now = time.monotonic()
-        t = now - self.episode["t0"]
-        if self.rewarded_at is not None and now - self.rewarded_at >= self.settle_s:
-            self.end_episode("success")
+        t = self.scheduler.elapsed(now)
+        end = self.scheduler.check_end(now)
+        if end is not None:
+            self.end_episode(*end)
             return
-        if t > self.time_limit:
-            self.end_episode("failure")
-            return
-        if self.sim_state is None or not self.intervene or self.rewarded_at is not None:
+        if self.sim_state is None or not self.intervene or self.scheduler.rewarded:
             return
         try:
             self.world.set_state(self.sim_state)
@@ -228,7 +248,8 @@ class Teleop(Node):
             return
         key = sys.stdin.read(1)
         if key == "n" and self.episode is None:
-            self.start_episode()
+            if not self.start_episode():
+                self.get_logger().warning("cannot start an episode yet (see the reason above)")
         elif key == "t" and not self.engaged:
             self._set_engaged(True)
             if self.qpos is not None:
