@@ -192,6 +192,12 @@ def build_mjcf() -> str:
     <global offwidth="320" offheight="320"/>
     <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0.05 0.05 0.05"/>
   </visual>
+  <default>
+    <!-- Stiff joint limits (timeconst = 2 timesteps, impedance up to 0.99): with MuJoCo's default soft limits
+         (0.02 s, 0.9-0.95) a servo slammed into a limit, or a finger pushed by a contact, overshot it by up to
+         0.12 rad / 0.26 m under +-1e6 commands; now by a few mrad / mm. -->
+    <joint solreflimit="{2 * TIMESTEP:g} 1" solimplimit="0.95 0.99 0.001"/>
+  </default>
   <worldbody>
     <light pos="0 -0.3 1.5" dir="0 0.2 -1" castshadow="false" diffuse="0.5 0.5 0.5"/>
     <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 -0.75" rgba="0.3 0.3 0.32 1" {static}/>
