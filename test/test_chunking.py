@@ -51,29 +51,47 @@ def test_late_chunk_skips_passed_actions_instead_of_replaying_them():
     assert s.request_due(0.0)
     s.begin(0.0)
     assert not s.request_due(0.05)  # one inference in flight at a time
-    chunk = s.accept(_ramp(10), obs_time=0.0, now=0.25)  # 250 ms of latency
-    assert chunk.start == 0.0
-    seen = [s.target(0.25 + k * DT)[0] for k in range(8)]
+    s.accept(_ramp(10, base=-10.0), obs_time=0.0, now=0.0)
+    s.begin(0.5)
+    chunk = s.accept(_ramp(10), obs_time=0.5, now=0.75)  # 250 ms of latency while the first chunk kept moving
+    assert chunk.start == 0.5
+    seen = [s.target(0.75 + k * DT)[0] for k in range(8)]
     assert seen == [2, 3, 4, 5, 6, 7, 8, 9]  # actions 0, 1 were due before arrival: skipped
-    assert s.target(1.0) is None  # ran out: no fresh target
+    assert s.target(1.5) is None  # ran out: no fresh target
+
+
+def test_time_the_robot_held_still_is_not_skipped():
+    s = ChunkScheduler("replace", DT, exec_steps=5)
+    s.begin(0.0)
+    first = s.accept(_ramp(10), obs_time=0.0, now=0.3)  # nothing in flight: the robot held still
+    assert first.start == pytest.approx(0.3) and s.target(0.3)[0] == 0
+    s.begin(1.2)  # the first chunk ran out at 1.3 ...
+    late = s.accept(_ramp(10, base=20.0), obs_time=1.2, now=1.6)  # ... and the robot held from 1.3 to 1.6
+    assert late.start == pytest.approx(1.5) and s.target(1.6)[0] == 21  # only the 0.1 s of motion is skipped
 
 
 def test_receipt_time_base_replays_from_arrival():
     s = ChunkScheduler("replace", DT, exec_steps=5, time_base="receipt")
     s.begin(0.0)
-    s.accept(_ramp(10), obs_time=0.0, now=0.25)
-    assert s.target(0.25)[0] == 0
+    s.accept(_ramp(10), obs_time=0.0, now=0.0)
+    s.begin(0.5)
+    s.accept(_ramp(10), obs_time=0.5, now=0.75)
+    assert s.target(0.75)[0] == 0
 
 
 def test_chunk_that_arrives_after_its_end_is_dropped():
-    s = ChunkScheduler("replace", DT)
+    s = ChunkScheduler("replace", DT, exec_steps=1)
     s.begin(0.0)
-    assert s.accept(_ramp(4), obs_time=0.0, now=0.4) is None and s.stale == 1
-    assert s.active is None and s.request_due(0.4)
+    s.accept(_ramp(10), obs_time=0.0, now=0.0)
+    s.begin(0.1)
+    assert s.accept(_ramp(4), obs_time=0.1, now=0.5) is None and s.stale == 1
+    assert s.active.start == 0.0 and s.request_due(0.5)  # the chunk in flight goes on
 
 
 def test_requests_follow_the_chunk_time_base():
     s = ChunkScheduler("replace", DT, exec_steps=5)
+    s.begin(0.5)
+    s.accept(_ramp(10), obs_time=0.5, now=0.5)
     s.begin(1.0)
     s.accept(_ramp(10), obs_time=1.0, now=1.2)
     assert not s.request_due(1.49)
@@ -121,7 +139,9 @@ def test_blend_without_overlap_is_the_new_chunk():
 
 def test_rtc_prefix_is_the_committed_old_chunk_on_the_new_time_base():
     s = ChunkScheduler("rtc", DT, exec_steps=5)
-    assert s.begin(0.0) is None  # nothing in flight yet
+    assert s.begin(-0.5) is None  # nothing in flight yet
+    s.accept(_ramp(10, base=-5.0), -0.5, -0.5)
+    s.begin(0.0)
     s.accept(_ramp(10), 0.0, 0.2)  # measured delay 200 ms -> 2 slots frozen next time
     assert s.request_due(0.5)
     p = s.begin(0.5)

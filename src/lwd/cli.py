@@ -41,6 +41,17 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_chunking(a: argparse.Namespace) -> int:
+    from lwd.app.bench_chunking import ChunkBenchConfig, run_chunk_bench
+
+    cfg = ChunkBenchConfig(store=Path(a.store), out=Path(a.out), episodes=a.episodes, tasks=tuple(a.tasks.split(",")),
+                           delays_ms=tuple(int(x) for x in a.delays.split(",")), variants=tuple(a.modes.split(",")),
+                           version=a.version, exec_steps=a.exec_steps, time_limit_scale=a.time_limit_scale,
+                           seed=a.seed)
+    run_chunk_bench(cfg)
+    return 0
+
+
 def _cmd_replay(a: argparse.Namespace) -> int:
     from lwd.app.replay import compare_policy, replay_bag
 
@@ -100,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true")
     s.add_argument("--out", default="runs/bench")
     s.set_defaults(fn=_cmd_bench)
+    what = s.add_subparsers(dest="what", required=False, metavar="{chunking}",
+                            help="another measurement instead of the learner comparison")
+    c = what.add_parser("chunking", help="chunk execution modes under injected inference delay (in-process)")
+    c.add_argument("--store", required=True, help="store holding policies/v<N>")
+    c.add_argument("--version", type=int, default=None, help="policy version (default: the latest)")
+    c.add_argument("--delays", default="0,100,200,400", help="injected inference delays, ms")
+    c.add_argument("--modes", default="replace@receipt,replace,blend,rtc")
+    c.add_argument("--tasks", default="pick_place,restock3")
+    c.add_argument("--episodes", type=int, default=4, help="episodes per task, mode and delay")
+    c.add_argument("--exec-steps", type=int, default=5)
+    c.add_argument("--time-limit-scale", type=float, default=1.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="runs/bench_chunking")
+    c.set_defaults(fn=_cmd_bench_chunking)
 
     s = sub.add_parser("replay", help="republish a recorded episode, or re-run a policy on its observations")
     s.add_argument("bag")

@@ -3,9 +3,11 @@
 A policy maps the observation taken at time ``t_obs`` to a chunk of H joint targets; action ``k`` is *due* at
 ``t_obs + k * dt`` and is the target during ``[t_obs + k dt, t_obs + (k + 1) dt)`` (``dt`` = ``lwd.robot.CONTROL_DT``).
 The chunk arrives only after the observation travelled to the policy and inference ran (the *delay*); actions whose
-slot has already ended by then are skipped, never replayed late. Every published chunk therefore carries its
-observation's stamp (``header.stamp`` of ``policy/joint_trajectory``), and the arm driver's mux executes it on that
-time base.
+slot has already ended by then are skipped, never replayed late. Every published chunk therefore carries its time
+base in ``header.stamp`` of ``policy/joint_trajectory`` (the observation's stamp), and the arm driver's mux executes
+it on that time base. Only time the robot spent moving is skipped: if it held still for part of the delay (no chunk
+in flight, as at an episode start, or the old one ran out), the time base moves forward by that much, because
+the state the chunk was planned from is still where the robot is.
 
 How a new chunk meets the one in flight (``mode``):
 
@@ -233,11 +235,16 @@ class ChunkScheduler:
         (for ``blend``, already merged with the one in flight), or ``None`` if all its slots have passed."""
         self.inflight_obs = None
         self.delays.append(max(0.0, now - obs_time))
-        new = Chunk(actions, obs_time if self.time_base == "obs" else now, self.dt, tag)
+        old = self.active
+        if self.time_base == "receipt":
+            start = now
+        else:  # skip what was due while the robot moved on along the old chunk; not the time it held still
+            moving = 0.0 if old is None else min(max(0.0, min(now, old.end) - obs_time), now - obs_time)
+            start = now - moving
+        new = Chunk(actions, start, self.dt, tag)
         if new.index(now) >= new.horizon:
             self.stale += 1
             return None
-        old = self.active
         if self.mode == "blend" and old is not None:
             new = self._blend(old, new, now)
         self.active = new
