@@ -200,7 +200,7 @@ def test_update_only_queries_dataset_actions():
     batch, _ = chain_dataset(n=64)
     for model in (DIVL(N, 2, fast_cfg(DIVLConfig, 0.9)), IQL(N, 2, fast_cfg(IQLConfig, 0.9))):
         seen = []
-        hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+        hooks = [m.register_forward_pre_hook(lambda mod, args, seen=seen: seen.append(args[0].detach().clone()))
                  for m in (model.critic, model.target_critic)]
         model.update(batch)
         for h in hooks:

@@ -206,12 +206,12 @@ def test_beta_zero_leaves_actor_exactly_unchanged(toy_base):
     for _ in range(10):
         st = qam.update(torch.zeros(64, 0), mixture(64, g))
     assert st["adj_loss"] == 0.0
-    for p0, p in zip(before, actor.parameters()):
+    for p0, p in zip(before, actor.parameters(), strict=True):
         assert torch.equal(p0, p)
     # and a non-zero beta does move it (the check can fail)
     qam.cfg.beta = 1.0
     qam.update(torch.zeros(64, 0), mixture(64, g))
-    assert any(not torch.equal(p0, p) for p0, p in zip(before, actor.parameters()))
+    assert any(not torch.equal(p0, p) for p0, p in zip(before, actor.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("scheme", ["mission", "next"])

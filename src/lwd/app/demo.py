@@ -273,7 +273,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
                     log(f"[demo] {len(seen):3d}/{total} {r.robot} {r.task:<10s} {r.outcome:<8s} "
                         f"v{max(r.policy_versions, default=-1)} interventions={r.num_interventions}")
             rounds = summarize(records, cfg.robots, cfg.episodes_per_round)
-            while reported_rounds < len(rounds) and rounds[reported_rounds]["episodes"] == cfg.robots * cfg.episodes_per_round:
+            per_round = cfg.robots * cfg.episodes_per_round
+            while reported_rounds < len(rounds) and rounds[reported_rounds]["episodes"] == per_round:
                 r = rounds[reported_rounds]
                 log(f"[demo] round {r['round']}: success {r['success_rate']:.0%} "
                     f"(autonomous {r['autonomous_success_rate']:.0%}), "

@@ -88,7 +88,8 @@ def save_checkpoint(
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / MODEL_FILE))
         if extra_tensors:
-            save_file({k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()}, str(tmp / "learner.safetensors"))
+            save_file({k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()},
+                      str(tmp / "learner.safetensors"))
         (tmp / CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=1))
         manifest = {
             "version": version,
@@ -107,7 +108,8 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(path: Path, expected_sha256: str | None = None, expected_config: PolicyConfig | None = None) -> Checkpoint:
+def load_checkpoint(path: Path, expected_sha256: str | None = None,
+                    expected_config: PolicyConfig | None = None) -> Checkpoint:
     """Load and verify a checkpoint directory.
 
     Raises:
@@ -128,13 +130,15 @@ def load_checkpoint(path: Path, expected_sha256: str | None = None, expected_con
         raise CheckpointError(f"{path}: missing {MODEL_FILE}")
     digest = sha256_file(model_file)
     if digest != manifest.get("sha256"):
-        raise CheckpointError(f"{path}: sha256 {digest[:12]} does not match manifest {str(manifest.get('sha256'))[:12]}")
+        raise CheckpointError(
+            f"{path}: sha256 {digest[:12]} does not match manifest {str(manifest.get('sha256'))[:12]}")
     if expected_sha256 is not None and digest != expected_sha256:
         raise CheckpointError(f"{path}: sha256 {digest[:12]} does not match announced {expected_sha256[:12]}")
     if expected_config is not None:
         for name in ("image_size", "n_joints", "horizon", "cond_dim", "hidden", "vocab_size", "max_tokens"):
             if getattr(cfg, name) != getattr(expected_config, name):
-                raise CheckpointError(f"{path}: config.{name}={getattr(cfg, name)} != running {getattr(expected_config, name)}")
+                raise CheckpointError(
+                    f"{path}: config.{name}={getattr(cfg, name)} != running {getattr(expected_config, name)}")
     try:
         state = load_file(str(model_file))
     except Exception as e:  # safetensors raises several types on corrupt headers
@@ -144,10 +148,12 @@ def load_checkpoint(path: Path, expected_sha256: str | None = None, expected_con
     missing = set(expected) - set(state)
     unexpected = set(state) - set(expected)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: tensor names differ (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        raise CheckpointError(
+            f"{path}: tensor names differ (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
     for k, v in state.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, model needs {tuple(expected[k].shape)}")
+            raise CheckpointError(
+                f"{path}: tensor {k} has shape {tuple(v.shape)}, model needs {tuple(expected[k].shape)}")
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{path}: tensor {k} has non-finite values")
     model.load_state_dict(state, strict=True)

@@ -247,5 +247,6 @@ class DIVL(ImplicitCritic):
 
     def __repr__(self) -> str:  # keep nn.Module's repr short in logs
         c = self.cfg
-        return f"DIVL(obs={self.obs_dim}, act={self.act_dim}, bins={c.num_bins}, tau={c.expectile}, E={c.ensemble_size})"
+        return (f"DIVL(obs={self.obs_dim}, act={self.act_dim}, bins={c.num_bins}, tau={c.expectile}, "
+                f"E={c.ensemble_size})")
 

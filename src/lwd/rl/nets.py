@@ -137,9 +137,9 @@ class VelocityMLP(nn.Module):
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, rate: float) -> None:
     """EMA: ``target <- (1 - rate) * target + rate * source`` (parameters and float buffers)."""
-    for tp, sp in zip(target.parameters(), source.parameters()):
+    for tp, sp in zip(target.parameters(), source.parameters(), strict=True):
         tp.lerp_(sp, rate)
-    for tb, sb in zip(target.buffers(), source.buffers()):
+    for tb, sb in zip(target.buffers(), source.buffers(), strict=True):
         if tb.dtype.is_floating_point:
             tb.lerp_(sb, rate)
         else:

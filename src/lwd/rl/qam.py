@@ -14,7 +14,8 @@ policy is pi(a|s) ∝ pi_base(a|s) exp(beta Q(s, a)). With K steps, h = 1/K, t_k
       a_k = a_{k+1} + h VJP_x[2 v_base_target(x, t_k + dt) - x / (t_k + h)](a_{k+1})  at x = x_k,
   with dt = h (``adjoint_time_shift=True``, as written in MISSION.md §5 and in the QAM reference code) or dt = 0
   (the exact discrete adjoint of the base memoryless Euler map x_k -> x_{k+1}).
-* loss  L_AM = mean_batch sum_{k=0}^{K-1} || (2/sigma_k) (v_theta(x_k, t_k) - v_base_target(x_k, t_k)) + sigma_k a_k ||^2
+* loss  L_AM = mean_batch sum_{k=0}^{K-1}
+                || (2/sigma_k) (v_theta(x_k, t_k) - v_base_target(x_k, t_k)) + sigma_k a_k ||^2
   (``residual``: the actor outputs v_theta - v_base_target directly and is zero-initialised by the caller),
   plus ``bc_weight`` * flow-matching BC loss of ``base`` on the dataset actions (a separate optimizer).
 
@@ -81,7 +82,8 @@ def memoryless_trajectory(
 def lean_adjoint(
     base: Field, cond: torch.Tensor, xs: torch.Tensor, a_terminal: torch.Tensor, time_shift: bool = True
 ) -> torch.Tensor:
-    """Lean adjoint a_0 ... a_{K-1} [K, B, dim] integrated backward from ``a_terminal`` = a_K along ``xs`` [K+1, B, dim].
+    """Lean adjoint a_0 ... a_{K-1} [K, B, dim] integrated backward from ``a_terminal`` = a_K along ``xs``
+    [K+1, B, dim].
 
     a_k = a_{k+1} + h VJP_x[2 base(x, t_k + dt) - x/(t_k + h)](a_{k+1}) at x = x_k; dt = h if ``time_shift`` else 0.
     No gradient flows into ``base``'s parameters or into the returned tensor.
