@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 RUN_ENV = PATH="$(abspath $(VENV))/bin:$$PATH" AMENT_PREFIX_PATH="$(abspath $(VENV))$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}" \
           MUJOCO_GL=$${MUJOCO_GL:-egl} PYTHONUNBUFFERED=1
 
-.PHONY: setup demo test clean deps package
+.PHONY: setup demo test lint clean deps package
 setup: deps package
 
 deps: $(VENV)/.deps-stamp
@@ -26,7 +26,10 @@ package: deps
 demo: setup
 	$(RUN_ENV) $(VENV)/bin/lwd demo --out runs/demo --overwrite $(DEMO_ARGS)
 
-test: setup
+lint: deps
+	$(VENV)/bin/ruff check src test launch
+
+test: setup lint
 	$(RUN_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
