@@ -37,3 +37,23 @@ def test_colcon_build_installs_ament_python_package(tmp_path):
     assert {p.name for p in (install / "lib" / "lwd").iterdir()} >= NODES
     assert (install / "share/ament_index/resource_index/packages/lwd").exists()
     assert (install / "share/lwd/launch/robot.launch.py").exists()
+
+
+def test_package_xml_declares_the_ros_packages_the_code_imports():
+    """Every ROS package imported by src/ and launch/ is an <exec_depend> (rosdep installs what package.xml says)."""
+    import ast
+    import xml.etree.ElementTree as ET
+
+    declared = {e.text for e in ET.parse(ROOT / "package.xml").getroot() if e.tag in ("depend", "exec_depend")}
+    ros_like = ("rclpy", "launch", "launch_ros", "ament_index_python", "rosidl_runtime_py")
+    imported: dict[str, str] = {}
+    for path in [*ROOT.glob("src/**/*.py"), *ROOT.glob("launch/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in ros_like or top.endswith(("_msgs", "_srvs", "_interfaces")):
+                    imported.setdefault(top, str(path.relative_to(ROOT)))
+    missing = {pkg: where for pkg, where in imported.items() if pkg not in declared}
+    assert not missing, f"imported but not declared in package.xml: {missing}"
