@@ -36,3 +36,14 @@ def test_bench_chunking_cli_writes_table(tiny_store, tmp_path):
         assert r["hold_fraction"] == pytest.approx(r["delay_ms"] / 100 / 15)
     assert result["default_mode"] in ("replace", "blend", "rtc") and result["policy"]["version"] == 0
     assert "| blend | 200 |" in (out / "chunking.md").read_text()
+
+
+def test_bench_systems_first_cut(tiny_store, tmp_path):
+    out = tmp_path / "systems"
+    assert main(["bench", "systems", "--store", str(tiny_store), "--inferences", "3", "--updates", "1",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "systems.json").read_text())
+    for v in ("plain", "rtc"):
+        assert res["inference"][v]["n"] == 3 and res["inference"][v]["p99"] >= res["inference"][v]["p50"] > 0
+    assert set(res["learner"]) >= {"lwd", "bc"} and res["machine"]["cpus"] >= 1
+    assert "inference_ms (plain)" in (out / "systems.md").read_text()

@@ -52,6 +52,14 @@ def _cmd_bench_chunking(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_systems(a: argparse.Namespace) -> int:
+    from lwd.app.bench_systems import SystemsBenchConfig, run_systems_bench
+
+    run_systems_bench(SystemsBenchConfig(store=Path(a.store), out=Path(a.out), version=a.version,
+                                         inferences=a.inferences, updates=a.updates, algos=tuple(a.algos.split(","))))
+    return 0
+
+
 def _cmd_replay(a: argparse.Namespace) -> int:
     from lwd.app.replay import compare_policy, replay_bag
 
@@ -111,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true")
     s.add_argument("--out", default="runs/bench")
     s.set_defaults(fn=_cmd_bench)
-    what = s.add_subparsers(dest="what", required=False, metavar="{chunking}",
+    what = s.add_subparsers(dest="what", required=False, metavar="{chunking,systems}",
                             help="another measurement instead of the learner comparison")
     c = what.add_parser("chunking", help="chunk execution modes under injected inference delay (in-process)")
     c.add_argument("--store", required=True, help="store holding policies/v<N>")
@@ -125,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/bench_chunking")
     c.set_defaults(fn=_cmd_bench_chunking)
+    c = what.add_parser("systems", help="systems figures (first cut: inference p50/p99, learner update cost)")
+    c.add_argument("--store", required=True, help="store holding policies/v<N> and its episodes")
+    c.add_argument("--version", type=int, default=None)
+    c.add_argument("--inferences", type=int, default=100, help="timed chunks per inference variant")
+    c.add_argument("--updates", type=int, default=30, help="timed learner updates per algorithm")
+    c.add_argument("--algos", default="lwd,bc")
+    c.add_argument("--out", default="bench/results")
+    c.set_defaults(fn=_cmd_bench_systems)
 
     s = sub.add_parser("replay", help="republish a recorded episode, or re-run a policy on its observations")
     s.add_argument("bag")

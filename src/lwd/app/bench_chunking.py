@@ -179,11 +179,16 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def _git_commit() -> str | None:
+    """Short HEAD commit of the checkout this runs from (``+dirty`` with uncommitted changes), if any."""
+    here = Path(__file__).resolve().parent
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=here).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+    return (head + ("+dirty" if dirty else "")) or None
 
 
 def run_chunk_bench(cfg: ChunkBenchConfig, log=print) -> dict:
