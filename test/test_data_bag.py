@@ -75,6 +75,20 @@ def test_steps_roundtrip(tmp_path):
     (path / "episode.json").unlink()
     assert read_meta(path) == meta
     assert_same_steps(read_episode(path), steps)
+    from lwd.data.bag import CUSTOM_DATA_KEY, read_custom_data
+
+    assert EpisodeMeta.from_json(read_custom_data(path)[CUSTOM_DATA_KEY]) == meta
+
+
+def test_bag_module_keeps_its_public_names():
+    """lwd.data.bag is split into one module per job; the old imports keep working."""
+    from lwd.data import bag, events, metadata, reader, recovery, steps_bag, writer
+
+    assert bag.EpisodeBagWriter is writer.EpisodeBagWriter and bag.read_episode is reader.read_episode
+    assert bag.recover_bag is recovery.recover_bag and bag.write_steps_bag is steps_bag.write_steps_bag
+    assert bag.read_meta is metadata.read_meta and bag.canonical_topic is events.canonical_topic
+    assert bag.canonical_topic("/robot0/joint_states") == "joint_states"
+    assert bag.SIDECAR == "episode.json"
 
 
 def test_demo_roundtrip_and_failure(tmp_path):
