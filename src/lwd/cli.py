@@ -32,12 +32,17 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from lwd.app.bench import BenchConfig, run_bench
+    from lwd.app.bench import config_from_args, run_bench
 
-    cfg = BenchConfig(out=Path(a.out), algos=tuple(a.algos.split(",")), rounds=a.rounds, episodes_per_round=a.episodes,
-                      updates_per_round=a.updates, seed=a.seed, pretrained=Path(a.pretrained) if a.pretrained else None,
-                      quick=a.quick)
-    run_bench(cfg)
+    cfg = config_from_args(
+        a.quick, out=Path(a.out) if a.out else None, results=Path(a.results) if a.results else None,
+        algos=tuple(a.algos.split(",")) if a.algos else None, rounds=a.rounds, episodes_per_round=a.episodes,
+        updates_per_round=a.updates, offline_updates=a.offline_updates, eval_episodes=a.eval_episodes,
+        tasks=tuple(a.tasks.split(",")) if a.tasks else None, seed=a.seed, workers=a.workers,
+        pretrained=Path(a.pretrained) if a.pretrained else None, demos_per_task=a.demos,
+        pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes,
+        resume=False if a.fresh else None)
+    run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
     return 0
 
 
@@ -109,18 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout-min", type=float, default=None)
     s.set_defaults(fn=_cmd_demo)
 
-    s = sub.add_parser("bench", help="compare learner algorithms in one in-process harness (no ROS)")
-    s.add_argument("--algos", default="lwd,bc")
-    s.add_argument("--rounds", type=int, default=3)
-    s.add_argument("--episodes", type=int, default=8, help="episodes per round")
-    s.add_argument("--updates", type=int, default=300)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--pretrained", default=None, help="store holding v0 (default: pretrain one)")
-    s.add_argument("--quick", action="store_true")
-    s.add_argument("--out", default="runs/bench")
-    s.set_defaults(fn=_cmd_bench)
-    what = s.add_subparsers(dest="what", required=False, metavar="{chunking,systems}",
-                            help="another measurement instead of the learner comparison")
+    s = sub.add_parser("bench", help="measurements: learning (algorithms on a simulated fleet), chunking, systems")
+    what = s.add_subparsers(dest="what", required=True, metavar="{learning,chunking,systems}")
+    c = what.add_parser("learning", help="learner algorithms on an in-process simulated fleet (same v0, seeds, "
+                                         "robot time and updates); defaults are the full configuration")
+    c.add_argument("--quick", action="store_true", help="a small configuration (~20 min); explicit flags still win")
+    c.add_argument("--algos", default=None, help="comma list (default: lwd,bc,iql_awr,lwd_no_divl,lwd_no_qam,"
+                                                  "pretrain_more)")
+    c.add_argument("--rounds", type=int, default=None)
+    c.add_argument("--episodes", type=int, default=None, help="fleet episodes per round")
+    c.add_argument("--updates", type=int, default=None, help="learner updates per round")
+    c.add_argument("--offline-updates", type=int, default=None)
+    c.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes per task per version")
+    c.add_argument("--tasks", default=None)
+    c.add_argument("--gate", default=None, choices=["sim", "none"])
+    c.add_argument("--gate-episodes", type=int, default=None)
+    c.add_argument("--demos", type=int, default=None, help="demos per task when pretraining v0")
+    c.add_argument("--pretrain-steps", type=int, default=None)
+    c.add_argument("--workers", type=int, default=None, help="parallel worker processes (one algorithm each)")
+    c.add_argument("--seed", type=int, default=None)
+    c.add_argument("--pretrained", default=None, help="store holding v0 and its demos (default: pretrain one)")
+    c.add_argument("--out", default=None, help="working directory (default runs/bench)")
+    c.add_argument("--results", default=None, help="where the JSON, plot and table go (default <out>/results)")
+    c.add_argument("--fresh", action="store_true", help="ignore an earlier run's partial results in --out")
+    c.set_defaults(fn=_cmd_bench)
     c = what.add_parser("chunking", help="chunk execution modes under injected inference delay (in-process)")
     c.add_argument("--store", required=True, help="store holding policies/v<N>")
     c.add_argument("--version", type=int, default=None, help="policy version (default: the latest)")

@@ -1,184 +1,331 @@
-"""`lwd bench`: learner algorithms compared in one in-process harness (no ROS, same core, same seeds).
+"""`lwd bench learning`: the learner algorithms compared on an in-process simulated fleet (no ROS, same core).
 
-Each algorithm starts from the same pretrained v0 and demos, then runs R rounds: deploy the latest version on E
-episodes (scripted operator intervening like in the fleet) -> write them as fleet bags -> ``Learner.poll()``.
-The table reports per-round success, autonomous success and interventions; plots go to ``--out``.
+Every algorithm starts from the same pretrained v0 and demonstrations and runs R rounds of: deploy the latest
+version on E fleet episodes (same seeds for every algorithm; the scripted operator intervenes as in the ROS fleet)
+-> write each episode as a rosbag2 bag into the algorithm's store -> ``Learner.poll()`` ingests the bags, runs the
+round's updates, gates and publishes. After every round the deployed version is evaluated autonomously (no operator)
+on fixed held-out seeds never used for training or gating, with 95% Wilson intervals.
+
+Algorithms run in parallel worker processes (one algorithm per worker); results are saved after every round, so an
+interrupted run resumes where it stopped (``--resume``, the default).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import platform
 import shutil
+import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from lwd.data.bag import write_steps_bag
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version, load_checkpoint, version_dir
-from lwd.policy.inference import VLAPolicy
-from lwd.rl.learner import Learner, LearnerConfig
 from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
 
-__all__ = ["BenchConfig", "run_bench", "deploy_episode"]
+__all__ = ["BenchConfig", "QUICK", "run_bench", "deploy_episode", "LONG_HORIZON"]
+
+LONG_HORIZON = ("restock3",)
 
 
 @dataclass
 class BenchConfig:
     out: Path = Path("runs/bench")
-    algos: tuple[str, ...] = ("lwd", "bc")
+    """Working directory: v0, one store per algorithm, partial results."""
+    results: Path | None = None
+    """Where bench_learning.json, learning_curves.png and README.md go (default: <out>/results)."""
+    algos: tuple[str, ...] = ("lwd", "bc", "iql_awr", "lwd_no_divl", "lwd_no_qam", "pretrain_more")
     rounds: int = 3
-    episodes_per_round: int = 8
-    updates_per_round: int = 300
+    episodes_per_round: int = 40
+    """Fleet episodes per round (robot time is the same for every algorithm)."""
+    updates_per_round: int = 1500
+    offline_updates: int = 1000
+    eval_episodes: int = 50
+    """Autonomous evaluation episodes per task per measured version, on held-out seeds."""
     tasks: tuple[str, ...] = ("pick_place", "restock3")
     seed: int = 0
     pretrained: Path | None = None
-    demos_per_task: int = 25
+    """A store holding v0 and its demos (default: pretrain one in <out>/pretrained)."""
+    demos_per_task: int = 40
     pretrain_steps: int = 6000
     exec_steps: int = 5
-    intervene: bool = True
-    eval_episodes: int = 8
-    """Per task and round: autonomous evaluation episodes (no operator) on fixed held-out seeds."""
-    quick: bool = False
-
-    def __post_init__(self) -> None:
-        if self.quick:
-            self.rounds, self.episodes_per_round, self.updates_per_round = 2, 4, 100
-            self.demos_per_task, self.pretrain_steps = 6, 300
+    gate: str = "sim"
+    gate_episodes: int = 10
+    workers: int = 2
+    resume: bool = True
 
 
-def deploy_episode(world, policy: VLAPolicy, task: str, seed: int, operator=None, time_limit_scale: float = 1.0):
+QUICK = dict(rounds=2, episodes_per_round=16, updates_per_round=600, offline_updates=300, eval_episodes=16,
+             demos_per_task=16, pretrain_steps=1500, gate_episodes=4, algos=("lwd", "bc", "pretrain_more"))
+"""--quick: fewer of everything (finishes in ~20 min on 2 cores); flags given explicitly still win."""
+
+
+def deploy_episode(world, policy, task: str, seed: int, operator=None, time_limit_scale: float = 1.0):
     """One fleet-like episode in-process; returns the sim rollout."""
     from lwd.sim.rollout import run_episode
-    from lwd.sim.tasks import TASKS
+    from lwd.sim.tasks import get_task
 
     return run_episode(world, task, seed, actor=policy, operator=operator,
-                       time_limit_s=TASKS[task].time_limit_s * time_limit_scale)
+                       time_limit_s=get_task(task).time_limit_s * time_limit_scale)
 
 
-def _prepare_base(cfg: BenchConfig) -> Path:
+def _prepare_base(cfg: BenchConfig, log) -> Path:
     if cfg.pretrained is not None:
         return Path(cfg.pretrained)
     base = Path(cfg.out) / "pretrained"
     if latest_version(base / "policies") is None:
         if base.exists():
             shutil.rmtree(base)
+        log(f"[bench] pretraining v0: {cfg.demos_per_task} demos per task, {cfg.pretrain_steps} steps")
         pretrain(base, PretrainConfig(tasks=cfg.tasks, demos_per_task=cfg.demos_per_task, steps=cfg.pretrain_steps,
-                                      seed=cfg.seed))
+                                      seed=cfg.seed), progress=False)
     return base
 
 
-def run_algo(cfg: BenchConfig, algo: str, base: Path, log=print) -> list[dict]:
+def _eval(world, model, version: int, cfg: BenchConfig) -> dict:
+    from lwd.policy.inference import VLAPolicy
+    from lwd.sim.evaluate import evaluate
+
+    policy = VLAPolicy(model, version, seed=cfg.seed, exec_steps=cfg.exec_steps)
+    res = evaluate(world, policy, cfg.tasks, cfg.eval_episodes)
+    return {t: r.to_dict() for t, r in res.items()}
+
+
+def _mean_success(per_task: dict) -> float:
+    return float(np.mean([v["success"] for v in per_task.values()]))
+
+
+def _algo_paths(cfg: BenchConfig, algo: str) -> tuple[Path, Path]:
+    d = Path(cfg.out) / algo
+    return d / "store", d / "rows.json"
+
+
+def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dict]:
+    """All rounds of one algorithm (resumable); returns one row per measured version."""
+    import torch
+
+    from lwd.data.bag import write_steps_bag
+    from lwd.rl.learner import Learner, LearnerConfig
+    from lwd.sim.evaluate import FLEET_SEED0
     from lwd.sim.expert import ScriptedExpert
     from lwd.sim.operator import ScriptedOperator
     from lwd.sim.world import SimWorld
 
-    root = Path(cfg.out) / algo / "store"
-    if root.exists():
-        shutil.rmtree(root)
-    shutil.copytree(base / "policies" / "v0", root / "policies" / "v0")
-    shutil.copytree(base / "episodes" / "demo", root / "episodes" / "demo")
+    torch.set_num_threads(1)
+    root, rows_path = _algo_paths(cfg, algo)
+    rows: list[dict] = json.loads(rows_path.read_text()) if cfg.resume and rows_path.exists() else []
+    if not rows:
+        if root.exists():
+            shutil.rmtree(root)
+        shutil.copytree(base / "policies" / "v0", root / "policies" / "v0")
+        shutil.copytree(base / "episodes" / "demo", root / "episodes" / "demo")
+    done_rounds = len(rows) - 1 if rows else 0
+    # An interrupted round left some of its episodes: drop them, the round reruns with the same seeds.
+    for d in (root / "episodes" / "bench").glob("*") if (root / "episodes" / "bench").exists() else []:
+        if int(d.name.split("-")[1][1:]) >= done_rounds:
+            shutil.rmtree(d)
     store = ExperienceStore(root)
     store.scan()
-    learner = Learner(store, LearnerConfig(algo=algo, min_new_episodes=cfg.episodes_per_round,
-                                           updates_per_round=cfg.updates_per_round, seed=cfg.seed))
-    rows = []
+    learner = Learner(store, LearnerConfig(
+        algo=algo, min_new_episodes=cfg.episodes_per_round, updates_per_round=cfg.updates_per_round,
+        offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
+        tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed))
+    from lwd.policy.inference import VLAPolicy
+
+    t_algo = time.time()
+    robot_s = rows[-1]["robot_s"] if rows else 0.0
     with SimWorld(image_size=learner.model.cfg.image_size) as world:
-        expert = ScriptedExpert(world, noise=0.0, seed=cfg.seed)
-        operator = ScriptedOperator(world, expert) if cfg.intervene else None
-        for r in range(cfg.rounds + 1):  # the last round only evaluates the final version
-            v = latest_version(root / "policies")
-            policy = VLAPolicy.from_checkpoint(load_checkpoint(version_dir(root / "policies", v)), seed=cfg.seed + r,
-                                               exec_steps=cfg.exec_steps)
-            res = []
+        operator = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed))
+        if not rows:
+            rows.append({"algo": algo, "round": 0, "version": 0, "eval": v0_eval,
+                         "eval_success": _mean_success(v0_eval), "robot_s": 0.0, "learner_updates": 0, "wall_s": 0.0})
+            rows_path.write_text(json.dumps(rows, indent=1))
+        for r in range(done_rounds, cfg.rounds):
             t0 = time.time()
+            v = learner.version
+            policy = VLAPolicy(learner.deployed_model, v, seed=cfg.seed + 1 + r, exec_steps=cfg.exec_steps)
+            fleet = []
             for i in range(cfg.episodes_per_round):
                 task = cfg.tasks[i % len(cfg.tasks)]
-                seed = 1_000_000 + 1000 * r + i  # identical across algorithms
+                seed = FLEET_SEED0 + 1000 * r + i  # identical across algorithms
                 ro = deploy_episode(world, policy, task, seed, operator)
-                res.append(ro)
-                if r < cfg.rounds:
-                    eid = f"bench-r{r}-{i:03d}"
-                    write_steps_bag(store.episode_path("bench", eid),
-                                    rollout_to_steps(ro, "bench", eid, time.time_ns(), source="fleet", version=v))
-            n = len(res)
-            evals = {task: [deploy_episode(world, policy, task, 5000 + j).success for j in range(cfg.eval_episodes)]
-                     for task in cfg.tasks} if cfg.eval_episodes else {}
-            row = {"algo": algo, "round": r, "version": v, "episodes": n,
-                   "eval_success": float(np.mean([x for v_ in evals.values() for x in v_])) if evals else None,
-                   "eval_success_per_task": {t: float(np.mean(v_)) for t, v_ in evals.items()},
-                   "success_rate": sum(x.success for x in res) / n,
-                   "autonomous_success_rate": sum(x.success and x.interventions == 0 for x in res) / n,
-                   "interventions_per_episode": sum(x.interventions for x in res) / n,
-                   "per_task": {t: float(np.mean([x.success and x.interventions == 0 for x in res if x.task == t]))
-                                for t in cfg.tasks},
-                   "deploy_s": round(time.time() - t0, 1)}
-            if r < cfg.rounds:
-                t1 = time.time()
-                new = learner.poll()
-                row["learn_s"] = round(time.time() - t1, 1)
-                row["published"] = new
-                row["updates_per_s"] = _last_online_rate(root)
+                robot_s += world.time
+                fleet.append(ro)
+                eid = f"bench-r{r}-{i:03d}"
+                write_steps_bag(store.episode_path("bench", eid),
+                                rollout_to_steps(ro, "bench", eid, time.time_ns(), source="fleet", version=v))
+            t_fleet = time.time() - t0
+            t1 = time.time()
+            new = learner.poll()
+            t_learn = time.time() - t1
+            gate_row = _last_gate_row(root)
+            ev = rows[-1]["eval"] if new is None else _eval(world, learner.deployed_model, learner.version, cfg)
+            n = len(fleet)
+            row = {
+                "algo": algo, "round": r + 1, "version": learner.version, "published": new,
+                "eval": ev, "eval_success": _mean_success(ev),
+                "fleet": {"episodes": n, "success_with_operator": sum(x.success for x in fleet) / n,
+                          "autonomous": sum(x.success and x.interventions == 0 for x in fleet) / n,
+                          "interventions_per_episode": sum(x.interventions for x in fleet) / n},
+                "robot_s": round(robot_s, 1), "learner_updates": learner.total_updates,
+                "learn_s": round(t_learn, 1), "fleet_s": round(t_fleet, 1),
+                "wall_s": round(rows[-1]["wall_s"] + time.time() - t0, 1),
+                "gate": {k[5:]: v for k, v in gate_row.items() if k.startswith("gate/")},
+                "diagnostics": {k: v for k, v in gate_row.items() if k.startswith(("critic/", "actor/"))},
+                "updates_per_s": _last_online_rate(root),
+            }
             rows.append(row)
-            log(f"[bench] {algo:>12s} round {r}: v{v} fleet success {row['success_rate']:.0%} (autonomous "
-                f"{row['autonomous_success_rate']:.0%}, interventions/ep {row['interventions_per_episode']:.2f}); "
-                f"eval without operator {row['eval_success_per_task']}")
+            rows_path.write_text(json.dumps(rows, indent=1))
+            per_round = (time.time() - t_algo) / (r + 1 - done_rounds)
+            eta = per_round * (cfg.rounds - r - 1)
+            print(f"[bench] {algo:>13s} round {r + 1}/{cfg.rounds}: v{learner.version} eval "
+                  + ", ".join(f"{t} {x['success']:.0%} [{x['ci_low']:.0%}-{x['ci_high']:.0%}]" for t, x in ev.items())
+                  + f" | fleet {row['fleet']['success_with_operator']:.0%} with operator, "
+                  f"{row['fleet']['interventions_per_episode']:.2f} interventions/ep | gate "
+                  f"{'accepted' if new is not None else 'rejected'} | {time.time() - t0:.0f}s, ETA {eta / 60:.0f} min",
+                  flush=True)
     return rows
+
+
+def _last_gate_row(root: Path) -> dict:
+    path = root / "learner" / "metrics.jsonl"
+    last: dict = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        d = json.loads(line)
+        if d["phase"] == "gate":
+            last = d
+    return last
 
 
 def _last_online_rate(root: Path) -> float | None:
     rate = None
-    for line in (root / "learner" / "metrics.jsonl").read_text().splitlines():
+    path = root / "learner" / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
         d = json.loads(line)
         if d["phase"] == "online":
             rate = d.get("perf/updates_per_s")
     return rate
 
 
-def run_bench(cfg: BenchConfig, log=print) -> dict:
+def _worker(args) -> tuple[str, list[dict]]:
+    cfg, algo, base, v0_eval = args
+    return algo, run_algo(cfg, algo, base, v0_eval)
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
+    import torch
+
+    from lwd.sim.world import SimWorld
+
+    torch.set_num_threads(1)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = _prepare_base(cfg)
-    results = {algo: run_algo(cfg, algo, base, log) for algo in cfg.algos}
-    table = ["| algo | " + " | ".join(f"round {r}" for r in range(cfg.rounds + 1)) + " | updates/s |",
-             "|---|" + "---|" * (cfg.rounds + 2)]
-    for algo, rows in results.items():
-        ups = [x["updates_per_s"] for x in rows if x.get("updates_per_s")]
-        table.append(f"| {algo} | " + " | ".join(
-            f"{_pct(x['eval_success'])} / {x['success_rate']:.0%} / {x['interventions_per_episode']:.2f}"
-            for x in rows) + (f" | {np.mean(ups):.1f} |" if ups else " | - |"))
-    text = "\n".join(table)
-    log("per round: autonomous eval success / fleet success with operator / interventions per episode:\n" + text)
-    summary = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-               "results": results, "table": text}
-    (out / "bench.json").write_text(json.dumps(summary, indent=1))
-    _plot(results, out / "bench.png")
+    results_dir = Path(cfg.results) if cfg.results else out / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    base = _prepare_base(cfg, log)
+    v0_path = out / "v0_eval.json"
+    if cfg.resume and v0_path.exists():
+        v0_eval = json.loads(v0_path.read_text())
+    else:
+        log(f"[bench] evaluating v0 on {cfg.eval_episodes} held-out seeds per task")
+        with SimWorld() as world:
+            v0_eval = _eval(world, load_checkpoint(version_dir(base / "policies", 0)).model, 0, cfg)
+        v0_path.write_text(json.dumps(v0_eval, indent=1))
+    log("[bench] v0: " + ", ".join(f"{t} {x['success']:.0%} [{x['ci_low']:.0%}-{x['ci_high']:.0%}] of "
+                                   f"{x['episodes']}" for t, x in v0_eval.items()))
+    jobs = [(cfg, algo, base, v0_eval) for algo in cfg.algos]
+    log(f"[bench] {len(jobs)} algorithms x {cfg.rounds} rounds x {cfg.episodes_per_round} fleet episodes, "
+        f"{cfg.updates_per_round} updates/round, {cfg.workers} worker(s)")
+    if cfg.workers > 1:
+        with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
+            results = dict(pool.imap_unordered(_worker, jobs))
+    else:
+        results = dict(_worker(j) for j in jobs)
+    results = {a: results[a] for a in cfg.algos}
+    summary = {
+        "command": command, "commit": _git_commit(), "machine": f"{platform.node()} {platform.machine()} "
+        f"{mp.cpu_count()} cpu, {platform.python_version()}", "wall_s": round(time.time() - t_start, 1),
+        "config": {f.name: (str(getattr(cfg, f.name)) if isinstance(getattr(cfg, f.name), Path)
+                            else getattr(cfg, f.name)) for f in fields(cfg)},
+        "long_horizon_tasks": [t for t in cfg.tasks if t in LONG_HORIZON],
+        "results": results,
+    }
+    table = results_table(results, cfg.tasks)
+    summary["table"] = table
+    (results_dir / "bench_learning.json").write_text(json.dumps(summary, indent=1))
+    plot_curves(results, cfg.tasks, results_dir / "learning_curves.png")
+    (results_dir / "README.md").write_text(
+        f"# Learning benchmark\n\n`{command or 'lwd bench learning'}` at commit `{summary['commit']}` on "
+        f"{summary['machine']}, {summary['wall_s'] / 60:.0f} min wall.\n\n"
+        f"Autonomous success (no operator) on {cfg.eval_episodes} held-out seeds per task per version, 95% Wilson "
+        f"intervals; {cfg.episodes_per_round} fleet episodes per round (scripted operator intervening), "
+        f"{cfg.updates_per_round} learner updates per round, same v0 and seeds for every algorithm.\n\n{table}\n")
+    log(table)
+    log(f"[bench] wrote {results_dir / 'bench_learning.json'}, learning_curves.png and README.md "
+        f"({(time.time() - t_start) / 60:.0f} min)")
     return summary
 
 
-def _pct(x) -> str:
-    return "-" if x is None else f"{x:.0%}"
+def results_table(results: dict, tasks) -> str:
+    head = "| algo | round | version | robot h | updates | " + " | ".join(tasks) + " | mean | fleet interventions/ep |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for algo, rows in results.items():
+        for r in rows:
+            cells = [f"{r['eval'][t]['success']:.0%} [{r['eval'][t]['ci_low']:.0%}, {r['eval'][t]['ci_high']:.0%}]"
+                     for t in tasks]
+            fl = r.get("fleet", {}).get("interventions_per_episode")
+            lines.append(f"| {algo} | {r['round']} | v{r['version']} | {r['robot_s'] / 3600:.2f} | "
+                         f"{r['learner_updates']} | " + " | ".join(cells) + f" | {r['eval_success']:.0%} | "
+                         f"{'-' if fl is None else f'{fl:.2f}'} |")
+    return "\n".join(lines)
 
 
-def _plot(results: dict, path: Path) -> None:
+def plot_curves(results: dict, tasks, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for algo, rows in results.items():
-        x = [r["round"] for r in rows]
-        ax[0].plot(x, [r["eval_success"] if r["eval_success"] is not None else r["autonomous_success_rate"]
-                       for r in rows], "o-", label=algo)
-        ax[1].plot(x, [r["interventions_per_episode"] for r in rows], "o-", label=algo)
-    ax[0].set(xlabel="round", ylabel="success", ylim=(-0.05, 1.05), title="autonomous eval success (no operator)")
-    ax[1].set(xlabel="round", ylabel="interventions / episode", title="operator interventions")
-    for a in ax:
-        a.grid(alpha=0.3)
-        a.legend()
+    groups = [("short-horizon", [t for t in tasks if t not in LONG_HORIZON]),
+              ("long-horizon", [t for t in tasks if t in LONG_HORIZON])]
+    groups = [g for g in groups if g[1]]
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
+    for ax, (title, ts) in zip(axes[0], groups, strict=True):
+        for algo, rows in results.items():
+            x = [r["robot_s"] / 3600 for r in rows]
+            k = np.array([[r["eval"][t]["successes"] for t in ts] for r in rows]).sum(1)
+            n = np.array([[r["eval"][t]["episodes"] for t in ts] for r in rows]).sum(1)
+            from lwd.sim.evaluate import wilson
+
+            ci = np.array([wilson(int(a), int(b)) for a, b in zip(k, n, strict=True)])
+            line, = ax.plot(x, k / n, "o-", label=algo)
+            ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
+        ax.set(xlabel="fleet robot-hours (simulated)", ylabel="autonomous success (held-out seeds)",
+               ylim=(-0.02, 1.02), title=f"{title}: {', '.join(ts)}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def config_from_args(quick: bool, **explicit) -> BenchConfig:
+    """Defaults <- QUICK (if ``quick``) <- explicit flags (never overridden by --quick)."""
+    kw = dict(QUICK) if quick else {}
+    kw.update({k: v for k, v in explicit.items() if v is not None})
+    return BenchConfig(**kw)
+
+

@@ -10,6 +10,7 @@ from pathlib import Path
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from lwd.config import from_params, param_defaults
 from lwd.nodes.common import FLEET_POLICY_TOPIC, LATCHED_QOS, LEARNER_STATUS_TOPIC, run_node
 from lwd.rl.learner import Learner, LearnerConfig
 
@@ -19,20 +20,10 @@ class LearnerNode(Node):
         super().__init__("learner")
         store = Path(self.declare_parameter("store", "lwd_store").value).expanduser()
         self.poll_s = float(self.declare_parameter("poll_s", 2.0).value)
-        overrides = json.loads(self.declare_parameter("algo_overrides", "{}").value or "{}")
-        cfg = LearnerConfig(
-            algo=self.declare_parameter("algo", LearnerConfig.algo).value,
-            min_new_episodes=int(self.declare_parameter("min_new_episodes", LearnerConfig.min_new_episodes).value),
-            updates_per_round=int(self.declare_parameter("updates_per_round", LearnerConfig.updates_per_round).value),
-            offline_updates=int(self.declare_parameter("offline_updates", LearnerConfig.offline_updates).value),
-            background_updates=int(self.declare_parameter("background_updates",
-                                                          LearnerConfig.background_updates).value),
-            batch_size=int(self.declare_parameter("batch_size", LearnerConfig.batch_size).value),
-            gamma=float(self.declare_parameter("gamma", LearnerConfig.gamma).value),
-            seed=int(self.declare_parameter("seed", LearnerConfig.seed).value),
-            threads=int(self.declare_parameter("threads", LearnerConfig.threads).value),
-            algo_overrides=overrides,
-        )
+        # Every LearnerConfig field is a parameter with the dataclass default (one source of defaults).
+        values = {name: self.declare_parameter(name, default).value
+                  for name, default in param_defaults(LearnerConfig).items()}
+        cfg = from_params(LearnerConfig, values)
         self.pub = self.create_publisher(String, FLEET_POLICY_TOPIC, LATCHED_QOS)
         self.status_pub = self.create_publisher(String, LEARNER_STATUS_TOPIC, LATCHED_QOS)
         self.learner = Learner(store, cfg)

@@ -1,14 +1,15 @@
-"""Registry of learner algorithms: name -> factory(model, overrides)."""
+"""Registry of learner algorithms: name -> factory(expert, obs_dim, act_dim, overrides)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
 
-from lwd.policy.model import FlowVLA
+from torch import nn
+
 from lwd.rl.base import Algorithm
 
-__all__ = ["ALGORITHMS", "make_algorithm"]
+__all__ = ["ALGORITHMS", "make_algorithm", "algorithm_config"]
 
 
 def _with_overrides(cfg_cls, overrides: dict):
@@ -19,33 +20,49 @@ def _with_overrides(cfg_cls, overrides: dict):
     return cfg_cls(**overrides)
 
 
-def _bc(model: FlowVLA, overrides: dict) -> Algorithm:
-    from lwd.rl.bc import BCConfig, FilteredBC
+def _bc(demos_only: bool) -> Callable[..., Algorithm]:
+    def make(expert: nn.Module, obs_dim: int, act_dim: int, overrides: dict) -> Algorithm:
+        from lwd.rl.bc import BCConfig, FilteredBC
 
-    return FilteredBC(model, _with_overrides(BCConfig, overrides))
-
-
-def _fleet_rl(variant: str) -> Callable[[FlowVLA, dict], Algorithm]:
-    def make(model: FlowVLA, overrides: dict) -> Algorithm:
-        from lwd.rl.fleet_rl import FleetRL, FleetRLConfig
-
-        return FleetRL(model, _with_overrides(FleetRLConfig, overrides), variant=variant)
+        return FilteredBC(expert, obs_dim, act_dim, _with_overrides(BCConfig, {"demos_only": demos_only,
+                                                                               **overrides}))
 
     return make
 
 
-ALGORITHMS: dict[str, Callable[[FlowVLA, dict], Algorithm]] = {
+def _fleet_rl(variant: str) -> Callable[..., Algorithm]:
+    def make(expert: nn.Module, obs_dim: int, act_dim: int, overrides: dict) -> Algorithm:
+        from lwd.rl.fleet_rl import FleetRL, FleetRLConfig
+
+        return FleetRL(expert, obs_dim, act_dim, _with_overrides(FleetRLConfig, overrides), variant=variant)
+
+    return make
+
+
+ALGORITHMS: dict[str, Callable[..., Algorithm]] = {
     "lwd": _fleet_rl("lwd"),  # DIVL + QAM
-    "bc": _bc,  # filtered BC (HG-DAgger style)
+    "bc": _bc(False),  # filtered BC (HG-DAgger style)
     "iql_awr": _fleet_rl("iql_awr"),
     "lwd_no_divl": _fleet_rl("lwd_no_divl"),  # scalar expectile critic + QAM
     "lwd_no_qam": _fleet_rl("lwd_no_qam"),  # DIVL + AWR
+    "pretrain_more": _bc(True),  # control: the same compute on the demonstrations only
 }
 
 
-def make_algorithm(name: str, model: FlowVLA, overrides: dict | None = None) -> Algorithm:
+def algorithm_config(name: str):
+    """The config dataclass that ``algo_overrides`` of algorithm ``name`` fill."""
+    from lwd.rl.bc import BCConfig
+    from lwd.rl.fleet_rl import FleetRLConfig
+
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algo {name!r}; choose from {sorted(ALGORITHMS)}")
+    return BCConfig if name in ("bc", "pretrain_more") else FleetRLConfig
+
+
+def make_algorithm(name: str, expert: nn.Module, obs_dim: int, act_dim: int,
+                   overrides: dict | None = None) -> Algorithm:
     try:
         factory = ALGORITHMS[name]
     except KeyError:
         raise ValueError(f"unknown algo {name!r}; choose from {sorted(ALGORITHMS)}") from None
-    return factory(model, dict(overrides or {}))
+    return factory(expert, obs_dim, act_dim, dict(overrides or {}))

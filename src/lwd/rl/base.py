@@ -1,14 +1,18 @@
-"""What every learning algorithm offers the learner: ``update(batch) -> stats`` and the deployable actor."""
+"""The learner/algorithm contract.
+
+The learner owns the data (a :class:`~lwd.rl.dataset.ChunkBuffer` with cached encoder features), the deployed VLA's
+frozen encoder, gating and publishing. An algorithm owns the math on top of the features: it trains the deployed
+action expert (and whatever critics or behaviour flows it needs) and saves/restores its own state.
+"""
 
 from __future__ import annotations
 
 import abc
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-
-from lwd.policy.model import FlowVLA
-from lwd.rl.dataset import Batch
+from torch import nn
 
 __all__ = ["Algorithm", "random_shift"]
 
@@ -28,22 +32,40 @@ def random_shift(image: torch.Tensor, pad: int = 4, generator: torch.Generator |
 
 
 class Algorithm(abc.ABC):
-    """A learner-side algorithm. The learner owns data, gating and publishing; the algorithm owns the math."""
+    """A learner-side algorithm on cached observation features.
+
+    Args of every implementation: ``expert`` — the deployed action expert (a velocity field
+    ``v(cond, x_t, t)``, trained in place), ``obs_dim`` — feature size, ``act_dim`` — flattened chunk size.
+    """
 
     name: str = "algorithm"
 
     @abc.abstractmethod
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step on a batch of chunk transitions; returns scalar stats for logging."""
+    def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
+        """One learner update: sample what it needs from ``buffer`` (features cached) and take its gradient steps."""
 
     @abc.abstractmethod
-    def actor(self) -> FlowVLA:
-        """The model to deploy (a FlowVLA whose action expert samples the improved policy)."""
+    def deployed(self) -> nn.Module:
+        """The action expert to publish (trained in place; the learner puts it into the checkpoint)."""
 
-    def sample_mask(self, buffer) -> torch.Tensor | None:
-        """Which steps this algorithm trains on (None = all)."""
+    def reference(self) -> nn.Module | None:
+        """The behaviour/reference field the deployed one is tilted from (QAM's base), if any."""
         return None
 
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        """Learner-only tensors saved beside a checkpoint (critics, base field), for restarts and inspection."""
+    def q_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor | None:
+        """The critic's Q(s, a) [B] (ensemble mean), or None for critic-free algorithms."""
+        return None
+
+    def v_value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """The critic's V(s) [B], or None."""
+        return None
+
+    def on_published(self) -> None:  # noqa: B027 - optional hook, most algorithms need nothing
+        """Called after the learner published the deployed expert as a new version."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything needed to resume this algorithm (tensors only; saved with safetensors)."""
         return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027 - stateless by default
+        """Inverse of :meth:`state_dict`. Raises ValueError when the state does not fit."""

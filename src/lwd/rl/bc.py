@@ -1,44 +1,52 @@
-"""Filtered behaviour cloning (HG-DAgger style): flow matching on demos, operator corrections and successes.
+"""Behaviour cloning by flow matching.
 
-This is the pretraining objective too (on demos only), and the `bc` baseline of the learner.
+* :class:`ImageBC` trains the whole VLA (encoders + action expert) on images: the pretraining objective.
+* :class:`FilteredBC` is the learner's ``bc`` baseline (HG-DAgger style): the deployed action expert is cloned on
+  cached features of demos, operator corrections and the non-overruled steps of successful episodes.
+* ``pretrain_more`` is the same update restricted to the demonstrations: the control that spends the learner's
+  compute without fleet data, so that gains can be attributed to fleet experience.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torch import nn
 
+from lwd.data.schema import SOURCE_EXPERT
+from lwd.policy.flow import flow_matching_loss
 from lwd.policy.model import FlowVLA
 from lwd.rl.base import Algorithm, random_shift
 from lwd.rl.dataset import Batch
 
-__all__ = ["BCConfig", "FilteredBC"]
+__all__ = ["BCConfig", "ImageBC", "FilteredBC"]
 
 
 @dataclass
 class BCConfig:
     lr: float = 3e-4
-    """Adam learning rate."""
+    """AdamW learning rate."""
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
+    batch_size: int = 128
     augment_pad: int = 0
-    """Random-shift augmentation in pixels; off by default (fixed camera, see PretrainConfig.augment_pad)."""
-    """Random-shift augmentation in pixels (0 = off)."""
+    """ImageBC only: random-shift augmentation in pixels; off by default (fixed camera, see
+    PretrainConfig.augment_pad)."""
     correction_weight: float = 2.0
     """Extra weight on operator-corrected chunks: they are the most informative labels."""
+    demos_only: bool = False
+    """Train on the demonstrations only (the ``pretrain_more`` control)."""
 
 
-class FilteredBC(Algorithm):
-    name = "bc"
+class ImageBC:
+    """Flow-matching BC of the whole VLA on image batches (pretraining)."""
 
     def __init__(self, model: FlowVLA, cfg: BCConfig | None = None) -> None:
         self.cfg = cfg or BCConfig()
         self.model = model
         self.opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-
-    def sample_mask(self, buffer):
-        return buffer.filtered_bc_mask()
 
     def update(self, batch: Batch) -> dict[str, float]:
         self.model.train()
@@ -53,5 +61,42 @@ class FilteredBC(Algorithm):
         self.model.eval()
         return {"loss/actor": loss.item(), "grad_norm/actor": gn.item()}
 
-    def actor(self) -> FlowVLA:
-        return self.model
+
+def bc_step(field: nn.Module, opt: torch.optim.Optimizer, batch, correction_weight: float,
+            grad_clip: float | None) -> float:
+    """One weighted flow-matching step of ``field`` on a feature batch; returns the loss."""
+    w = 1.0 + (correction_weight - 1.0) * batch.intervention
+    loss = flow_matching_loss(field, batch.obs, batch.act, weights=w)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(field.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
+class FilteredBC(Algorithm):
+    """Filtered BC of the deployed action expert on cached features."""
+
+    def __init__(self, expert: nn.Module, obs_dim: int, act_dim: int, cfg: BCConfig | None = None) -> None:
+        self.cfg = cfg or BCConfig()
+        self.name = "pretrain_more" if self.cfg.demos_only else "bc"
+        self.expert = expert
+        self.opt = torch.optim.AdamW(expert.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def mask(self, buffer) -> np.ndarray:
+        return buffer.source == SOURCE_EXPERT if self.cfg.demos_only else buffer.filtered_bc_mask()
+
+    def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
+        idx = buffer.sample_indices(self.cfg.batch_size, rng, buffer.cached_mask(self.name, self.mask))
+        self.expert.train()
+        loss = bc_step(self.expert, self.opt, buffer.gather_features(idx), self.cfg.correction_weight,
+                       self.cfg.grad_clip)
+        self.expert.eval()
+        return {"loss/actor_bc": loss}
+
+    def deployed(self) -> nn.Module:
+        return self.expert
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}

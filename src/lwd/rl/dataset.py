@@ -17,7 +17,8 @@ import torch
 from lwd.data.schema import SOURCE_EXPERT, SOURCE_POLICY, SOURCE_TELEOP
 from lwd.policy.model import PolicyConfig, normalize_chunk, tokenize
 
-__all__ = ["SOURCE_POLICY", "SOURCE_TELEOP", "SOURCE_EXPERT", "ChunkBuffer", "Batch", "fit_action_scale"]
+__all__ = ["SOURCE_POLICY", "SOURCE_TELEOP", "SOURCE_EXPERT", "ChunkBuffer", "Batch", "FeatureBatch",
+           "fit_action_scale"]
 
 
 @dataclass
@@ -37,6 +38,21 @@ class Batch:
     episode_success: torch.Tensor  # [B]
 
 
+@dataclass
+class FeatureBatch:
+    """A batch of chunk transitions on cached encoder features (what the learner's heads train on)."""
+
+    obs: torch.Tensor  # [B, D] features of the chunk's first observation
+    act: torch.Tensor  # [B, H*J] normalized chunk
+    rew: torch.Tensor  # [B]
+    done: torch.Tensor  # [B]
+    discount: torch.Tensor  # [B]
+    next_obs: torch.Tensor  # [B, D]
+    source: torch.Tensor  # [B]
+    intervention: torch.Tensor  # [B]
+    episode_success: torch.Tensor  # [B]
+
+
 class ChunkBuffer:
     """Per-step arrays of many episodes plus the bookkeeping to cut chunks out of them."""
 
@@ -47,6 +63,8 @@ class ChunkBuffer:
         self._dirty = True
         self.num_episodes = 0
         self.episode_ids: list[str] = []
+        self._feat: np.ndarray | None = None  # cached encoder features of the first len(_feat) steps
+        self._masks: dict[str, np.ndarray] = {}
 
     def add_episode(self, steps, episode_id: str | None = None) -> int:
         """Add an :class:`lwd.data.schema.EpisodeSteps`-like object; returns the number of steps added."""
@@ -104,6 +122,68 @@ class ChunkBuffer:
         self._build()
         return self._success
 
+    @property
+    def episode(self) -> np.ndarray:
+        self._build()
+        return self._episode
+
+    def cached_mask(self, key: str, fn) -> np.ndarray:
+        """``fn(self)`` (a per-step boolean mask), recomputed only when steps were added."""
+        self._build()
+        hit = self._masks.get(key)
+        if hit is None or len(hit) != len(self._episode):
+            hit = self._masks[key] = np.asarray(fn(self), dtype=bool)
+        return hit
+
+    def num_encoded(self) -> int:
+        return 0 if self._feat is None else len(self._feat)
+
+    @torch.no_grad()
+    def encode_features(self, encode, batch_size: int = 256, refresh: bool = False) -> int:
+        """Cache ``encode(image, qpos, tokens) -> [B, D]`` for every step not cached yet (all steps if ``refresh``).
+
+        Steps are only ever appended, so the cache stays aligned with the flat step arrays. Returns steps encoded.
+        """
+        self._build()
+        start = 0 if refresh else self.num_encoded()
+        n = len(self._episode)
+        if start >= n:
+            return 0
+        out = []
+        for i in range(start, n, batch_size):
+            j = min(n, i + batch_size)
+            f = encode(torch.from_numpy(self._image[i:j]), torch.from_numpy(self._qpos[i:j]),
+                       torch.from_numpy(self._tokens[i:j]))
+            out.append(f.float().numpy())
+        new = np.concatenate(out)
+        self._feat = new if start == 0 or self._feat is None else np.concatenate([self._feat, new])
+        return n - start
+
+    def features(self, idx: np.ndarray) -> torch.Tensor:
+        if self._feat is None or int(np.max(idx)) >= len(self._feat):
+            raise RuntimeError("features requested for steps that are not encoded: call encode_features() first")
+        return torch.from_numpy(self._feat[idx])
+
+    def gather_features(self, idx: np.ndarray) -> FeatureBatch:
+        """Chunks starting at ``idx`` on cached features (see :meth:`gather` for the chunk MDP)."""
+        self._build()
+        h = self.cfg.horizon
+        end = self._ep_end[idx]
+        chunk_idx = np.minimum(idx[:, None] + np.arange(h)[None], end[:, None] - 1)
+        x = normalize_chunk(self._action[chunk_idx], self._qpos[idx], np.asarray(self.cfg.action_scale, np.float32))
+        nxt = idx + h
+        done = nxt >= end
+        nxt_idx = np.where(done, end - 1, nxt)
+        rew = (done & self._success[idx]).astype(np.float32)
+        interv = (self._source[chunk_idx] == SOURCE_TELEOP).any(axis=1)
+        tt = torch.from_numpy
+        return FeatureBatch(
+            obs=self.features(idx), act=tt(x), rew=tt(rew), done=tt(done.astype(np.float32)),
+            discount=torch.full((len(idx),), self.gamma**h, dtype=torch.float32), next_obs=self.features(nxt_idx),
+            source=tt(self._source[idx].astype(np.int64)), intervention=tt(interv.astype(np.float32)),
+            episode_success=tt(self._success[idx].astype(np.float32)),
+        )
+
     def filtered_bc_mask(self) -> np.ndarray:
         """HG-DAgger-style data: operator corrections, plus the steps of successful episodes that no later takeover
         overruled (a policy segment that ended in a takeover is what the operator judged wrong, even if the episode
@@ -140,7 +220,8 @@ class ChunkBuffer:
             image=tt(self._image[idx]), qpos=tt(q0), tokens=tt(self._tokens[idx]), act=tt(x),
             rew=tt(rew), done=tt(done.astype(np.float32)),
             discount=torch.full((len(idx),), self.gamma**h, dtype=torch.float32),
-            next_image=tt(self._image[nxt_idx]), next_qpos=tt(self._qpos[nxt_idx]), next_tokens=tt(self._tokens[nxt_idx]),
+            next_image=tt(self._image[nxt_idx]), next_qpos=tt(self._qpos[nxt_idx]),
+            next_tokens=tt(self._tokens[nxt_idx]),
             source=tt(self._source[idx].astype(np.int64)), intervention=tt(interv.astype(np.float32)),
             episode_success=tt(self._success[idx].astype(np.float32)),
         )

@@ -3,13 +3,15 @@
 ``lwd`` (the default) = DIVL + QAM, as in the LWD paper; the baselines and ablations swap one part:
 ``iql_awr`` = IQL + AWR, ``lwd_no_divl`` = IQL + QAM, ``lwd_no_qam`` = DIVL + AWR.
 
-How the pieces share the VLA (one encoder, three heads):
-- the VLA's encoder + a *base* action expert ``v_base`` are trained by flow-matching BC on all the data (the
-  behaviour flow; it starts as the pretrained expert and keeps learning as fleet data grows);
-- the critic reads the encoder's features (detached) of the chunk's first and next observations;
-- the *deployed* expert ``v_theta`` is fine-tuned by adjoint matching toward pi_base * exp(beta * Q) (QAM) or by
-  advantage-weighted flow matching (AWR) on the same detached features.
-The deployed checkpoint is the VLA with the shared encoder and ``v_theta``.
+Everything trains on cached features of the deployed VLA's frozen encoder (see :class:`lwd.rl.learner.Learner`):
+a critic update costs milliseconds instead of a full image forward pass, so the critic gets the thousands of
+updates per round it needs to fit, and the deployed policy cannot drift through a shared encoder.
+
+- the critic learns Q(s, a) of H-step chunks and an implicit V(s) from all fleet data (sparse success reward);
+- QAM: a *reference* flow ``v_base`` is cloned on the filtered data (demos, operator corrections, successful
+  non-overruled steps: the behaviour worth imitating), and the *deployed* expert ``v_theta`` is fine-tuned by
+  adjoint matching toward pi_base(a|s) exp(beta Q(s, a));
+- AWR: the deployed expert is fine-tuned by advantage-weighted flow matching on all data.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from lwd.policy.flow import flow_matching_loss, sample_euler
-from lwd.policy.model import FlowVLA
 from lwd.rl.awr import AWR, AWRConfig
-from lwd.rl.base import Algorithm, random_shift
-from lwd.rl.dataset import Batch
+from lwd.rl.base import Algorithm
+from lwd.rl.bc import bc_step
 from lwd.rl.divl import DIVL, DIVLConfig
 from lwd.rl.iql import IQL, IQLConfig
 from lwd.rl.nets import soft_update
@@ -33,28 +34,33 @@ from lwd.rl.qam import QAM, QAMConfig
 __all__ = ["FleetRLConfig", "FleetRL", "VARIANTS"]
 
 # algo name -> (critic, extractor)
-VARIANTS = {"lwd": ("divl", "qam"), "iql_awr": ("iql", "awr"), "lwd_no_divl": ("iql", "qam"), "lwd_no_qam": ("divl", "awr")}
+VARIANTS = {"lwd": ("divl", "qam"), "iql_awr": ("iql", "awr"), "lwd_no_divl": ("iql", "qam"),
+            "lwd_no_qam": ("divl", "awr")}
 
 
 @dataclass
 class FleetRLConfig:
     lr: float = 3e-4
-    """Encoder + base BC learning rate."""
+    """Reference flow (v_base) BC learning rate."""
     actor_lr: float = 1e-4
     critic_lr: float = 3e-4
-    augment_pad: int = 0
-    """Random-shift augmentation in pixels; off by default (fixed camera, see PretrainConfig.augment_pad)."""
+    batch_size: int = 128
+    """Reference-flow BC batch (filtered data)."""
+    critic_batch: int = 256
+    """Critic batch (all data)."""
+    actor_batch: int = 32
+    """States per QAM step (its adjoint pass costs ~K forward/backward passes of the expert)."""
+    actor_every: int = 2
+    """One actor (QAM/AWR) step every N learner updates; the critic and reference flow step every update."""
     correction_weight: float = 2.0
-    """Weight of operator-corrected chunks in the base's BC loss."""
+    """Weight of operator-corrected chunks in the reference flow's BC loss."""
     beta: float = 10.0
     """QAM inverse temperature. Q is a discounted success probability in [0, 1], so useful tilts need beta ~ 10:
-    a 0.2 gap in Q then weighs the better chunk e^2 ~ 7x more than the base policy does."""
+    a 0.2 gap in Q then weighs the better chunk e^2 ~ 7x more than the reference policy does."""
     flow_steps: int = 10
     """K for QAM's memoryless sampler and adjoint."""
     adjoint_scheme: str = "mission"
-    """'mission' = MISSION.md §5 exactly; 'next' = the exact discrete adjoint of each step (closer tilt on toys)."""
-    actor_batch: int = 32
-    """QAM's adjoint pass is ~10x a BC step: it runs on this many of each batch's states."""
+    """'mission' = MISSION.md §5 exactly; 'next' = the exact discrete adjoint of each step."""
     awr_beta: float = 10.0
     """AWR inverse temperature on advantages (same scale argument as beta)."""
     expectile: float = 0.8
@@ -62,105 +68,88 @@ class FleetRLConfig:
     """Critic pessimism (ensemble std) in the actor's Q."""
     num_bins: int = 51
     ema: float = 0.005
-    gate_states: int = 128
-    """States scored by the critic in the promotion gate."""
-    gate_tolerance: float = 0.02
-    """A candidate passes when its critic value is at least the deployed one's minus this."""
 
 
 class FleetRL(Algorithm):
-    def __init__(self, model: FlowVLA, cfg: FleetRLConfig | None = None, variant: str = "lwd") -> None:
+    def __init__(self, expert: nn.Module, obs_dim: int, act_dim: int, cfg: FleetRLConfig | None = None,
+                 variant: str = "lwd") -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
         self.name = variant
         self.cfg = cfg = cfg or FleetRLConfig()
         self.critic_kind, self.extractor_kind = VARIANTS[variant]
-        self.model = model
-        mc = model.cfg
-        self.base = copy.deepcopy(model.expert)
-        encoder = [p for n, p in model.named_parameters() if not n.startswith("expert.")]
-        self.bc_opt = torch.optim.AdamW(encoder + list(self.base.parameters()), lr=cfg.lr, weight_decay=1e-4)
+        self.expert = expert
         if self.critic_kind == "divl":
-            self.critic = DIVL(mc.cond_dim, mc.action_dim, DIVLConfig(
+            self.critic = DIVL(obs_dim, act_dim, DIVLConfig(
                 num_bins=cfg.num_bins, expectile=cfg.expectile, rho=cfg.rho, lr=cfg.critic_lr, target_ema=cfg.ema))
         else:
-            self.critic = IQL(mc.cond_dim, mc.action_dim, IQLConfig(expectile=cfg.expectile, rho=cfg.rho,
-                                                                     lr=cfg.critic_lr, target_ema=cfg.ema))
+            self.critic = IQL(obs_dim, act_dim, IQLConfig(expectile=cfg.expectile, rho=cfg.rho, lr=cfg.critic_lr,
+                                                          target_ema=cfg.ema))
+        self.base: nn.Module | None = None
         if self.extractor_kind == "qam":
-            self.extractor = QAM(self.base, model.expert, self.critic.q_pessimistic, QAMConfig(
+            self.base = copy.deepcopy(expert)
+            self.base_opt = torch.optim.AdamW(self.base.parameters(), lr=cfg.lr, weight_decay=1e-4)
+            self.extractor = QAM(self.base, expert, self.critic.q_pessimistic, QAMConfig(
                 beta=cfg.beta, steps=cfg.flow_steps, lr=cfg.actor_lr, bc_weight=0.0, ema=cfg.ema,
-                adjoint_scheme=cfg.adjoint_scheme), act_dim=mc.action_dim)
+                adjoint_scheme=cfg.adjoint_scheme), act_dim=act_dim)
         else:
-            self.extractor = AWR(model.expert, self.critic, AWRConfig(beta=cfg.awr_beta, lr=cfg.actor_lr),
-                                 act_dim=mc.action_dim)
-        self.deployed = copy.deepcopy(model).eval()
+            self.extractor = AWR(expert, self.critic, AWRConfig(beta=cfg.awr_beta, lr=cfg.actor_lr), act_dim=act_dim)
+        self.num_updates = 0
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
         cfg = self.cfg
-        self.model.train()
-        # 1. Behaviour flow + encoder: flow-matching BC on all data (corrections weighted up).
-        img = random_shift(batch.image, cfg.augment_pad) if cfg.augment_pad else batch.image
-        cond = self.model.encode(img, batch.qpos, batch.tokens)
-        w = 1.0 + (cfg.correction_weight - 1.0) * batch.intervention
-        bc = flow_matching_loss(self.base, cond, batch.act, weights=w)
-        self.bc_opt.zero_grad(set_to_none=True)
-        bc.backward()
-        torch.nn.utils.clip_grad_norm_(self.bc_opt.param_groups[0]["params"], 1.0)
-        self.bc_opt.step()
-        if self.extractor_kind == "qam":
-            soft_update(self.extractor.base_target, self.base, cfg.ema)
-        # 2. Critic on detached features of s and s' (un-augmented features reuse step 1's forward pass).
-        with torch.no_grad():
-            obs = cond.detach() if img is batch.image else self.model.encode(batch.image, batch.qpos, batch.tokens)
-            nxt = self.model.encode(batch.next_image, batch.next_qpos, batch.next_tokens)
+        b = buffer.gather_features(buffer.sample_indices(cfg.critic_batch, rng))
         stats = {f"critic/{k}": v for k, v in self.critic.update({
-            "obs": obs, "act": batch.act, "rew": batch.rew, "next_obs": nxt, "done": batch.done,
-            "discount": batch.discount}).items()}
-        # 3. Policy extraction on the deployed expert.
-        if self.extractor_kind == "qam":
-            n = min(cfg.actor_batch, len(obs))
-            actor = self.extractor.update(obs[:n], batch.act[:n])
-        else:
-            actor = self.extractor.update(obs, batch.act)
-        stats.update({f"actor/{k}": v for k, v in actor.items()})
-        stats["loss/base_bc"] = bc.item()
-        self.model.eval()
+            "obs": b.obs, "act": b.act, "rew": b.rew, "next_obs": b.next_obs, "done": b.done,
+            "discount": b.discount}).items()}
+        if self.base is not None:
+            fb = buffer.gather_features(buffer.sample_indices(
+                cfg.batch_size, rng, buffer.cached_mask("filtered_bc", lambda buf: buf.filtered_bc_mask())))
+            self.base.train()
+            stats["loss/base_bc"] = bc_step(self.base, self.base_opt, fb, cfg.correction_weight, 1.0)
+            self.base.eval()
+            soft_update(self.extractor.base_target, self.base, cfg.ema)
+        if self.num_updates % cfg.actor_every == 0:
+            self.expert.train()
+            if self.extractor_kind == "qam":
+                n = min(cfg.actor_batch, len(b.obs))
+                actor = self.extractor.update(b.obs[:n], b.act[:n])
+            else:
+                actor = self.extractor.update(b.obs, b.act)
+            self.expert.eval()
+            stats.update({f"actor/{k}": v for k, v in actor.items()})
+        self.num_updates += 1
         return stats
 
-    def actor(self) -> FlowVLA:
-        return self.model
+    def deployed(self) -> nn.Module:
+        return self.expert
+
+    def reference(self) -> nn.Module | None:
+        return self.extractor.base_target if self.base is not None else None
 
     @torch.no_grad()
-    def gate(self, buffer, rng: np.random.Generator | None = None) -> tuple[bool, dict[str, float]]:
-        """Critic-scored promotion: the candidate's chunks vs the deployed policy's, on the same (recent) states.
+    def q_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.critic.q(obs, act).mean(0)
 
-        Both are scored by the current critic on the current encoder's features, deterministic sampling (zero noise).
-        """
-        rng = rng or np.random.default_rng(0)
-        n = min(self.cfg.gate_states, len(buffer))
-        b = buffer.gather(buffer.sample_indices(n, rng))
-        mc = self.model.cfg
-        noise = torch.zeros(n, mc.action_dim)
-        obs = self.model.encode(b.image, b.qpos, b.tokens)
-        a_new = sample_euler(self.model.expert, obs, mc.action_dim, mc.flow_steps, noise=noise)
-        dep_obs = self.deployed.encode(b.image, b.qpos, b.tokens)
-        a_old = sample_euler(self.deployed.expert, dep_obs, mc.action_dim, mc.flow_steps, noise=noise)
-        q_new = self.critic.q_pessimistic(obs, a_new).mean().item()
-        q_old = self.critic.q_pessimistic(obs, a_old).mean().item()
-        q_data = self.critic.q_pessimistic(obs, b.act).mean().item()
-        accept = q_new >= q_old - self.cfg.gate_tolerance
-        return accept, {"q_candidate": q_new, "q_deployed": q_old, "q_dataset": q_data, "states": float(n)}
+    @torch.no_grad()
+    def v_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic.v(obs)
 
-    def on_published(self) -> None:
-        self.deployed = copy.deepcopy(self.model).eval()
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        out = {f"base.{k}": v for k, v in self.base.state_dict().items()}
-        out.update({f"critic.{k}": v for k, v in self.critic.state_dict().items()})
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
+        if self.base is not None:
+            out.update({f"base.{k}": v for k, v in self.base.state_dict().items()})
+            out.update({f"base_target.{k}": v for k, v in self.extractor.base_target.state_dict().items()})
         return out
 
-    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.base.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("base.")})
-        self.critic.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("critic.")})
-        if self.extractor_kind == "qam":
-            self.extractor.base_target.load_state_dict(self.base.state_dict())
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+        try:
+            self.critic.load_state_dict(part("critic."))
+            if self.base is not None:
+                self.base.load_state_dict(part("base."))
+                self.extractor.base_target.load_state_dict(part("base_target.") or part("base."))
+        except RuntimeError as e:
+            raise ValueError(f"{self.name}: learner state does not fit: {e}") from None

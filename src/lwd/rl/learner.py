@@ -1,5 +1,15 @@
 """The fleet learner, ROS-free: ingest new episodes from the store, update, gate, publish ``v<N+1>``.
 
+The deployed VLA's encoder is frozen at the pretrained weights: every stored step is encoded once into a feature
+cache, and all learning (critic, reference flow, deployed action expert) happens on those features. This keeps a
+learner update in milliseconds — so critics get thousands of updates per round — and protects the deployed policy
+from encoder drift; what the fleet's experience changes is the action expert, published as a new version.
+
+Crash consistency: ``learner/state.json`` (round counter, fleet episodes counted into rounds, current version,
+algorithm name) is rewritten atomically after each round together with the checkpoint it describes, and the
+algorithm's state (critic, reference flow) is saved beside each published version. A restart at any point resumes
+from the newest state without double counting: episodes not yet counted into a round stay pending.
+
 The ROS learner node only calls :meth:`Learner.poll` and announces what it returns; ``lwd`` CLI tools and tests
 drive the same object directly.
 """
@@ -9,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,28 +32,39 @@ from lwd.policy.checkpoint import latest_version, load_checkpoint, save_checkpoi
 from lwd.policy.model import FlowVLA
 from lwd.rl.algorithms import ALGORITHMS, make_algorithm
 from lwd.rl.dataset import ChunkBuffer
+from lwd.rl.gate import Gate, SimGate, make_gate
 
 log = logging.getLogger("lwd.learner")
 
-__all__ = ["LearnerConfig", "Learner"]
+__all__ = ["LearnerConfig", "Learner", "roc_auc"]
 
 
 @dataclass
 class LearnerConfig:
     algo: str = "lwd"
-    """Update rule: lwd (DIVL + QAM), bc, iql_awr, lwd_no_divl, lwd_no_qam."""
-    min_new_episodes: int = 2
+    """Update rule: lwd (DIVL + QAM), bc, iql_awr, lwd_no_divl, lwd_no_qam, pretrain_more (control)."""
+    min_new_episodes: int = 8
     """Fleet episodes to wait for before an update round."""
-    updates_per_round: int = 300
-    """Gradient steps per update round."""
-    offline_updates: int = 0
-    """Gradient steps of the offline phase on the demonstrations (critic + actor) before the first round."""
-    background_updates: int = 0
-    """Gradient steps per poll while waiting for fleet episodes (learning while deploying: the candidate keeps
-    improving on all data gathered so far instead of idling while the robots work). 0 = idle between rounds."""
-    batch_size: int = 64
-    gamma: float = 0.99
-    """Per-step discount; a chunk of H steps is discounted by gamma ** H."""
+    updates_per_round: int = 1500
+    """Learner updates per round (on cached features: ~5-30 ms each)."""
+    offline_updates: int = 1000
+    """Updates of the offline phase on the demonstrations before the first round (fits the critic)."""
+    background_updates: int = 50
+    """Updates per poll while waiting for fleet episodes (learning while deploying: the candidate keeps improving on
+    all data gathered so far instead of idling while the robots work). 0 = idle between rounds."""
+    gamma: float = 0.998
+    """Per-step discount (a 10-step chunk: 0.98). Long tasks run 150-450 steps; 0.99 per step left a restock solved
+    near its time limit with a start value below one critic bin."""
+    gate: str = "sim"
+    """Promotion gate: 'sim' (rollouts of candidate vs deployed on gate seeds) or 'none' (publish every round)."""
+    gate_episodes: int = 10
+    """Gate rollouts per task and policy."""
+    gate_tolerance: float = 0.0
+    """Publish when the candidate's gate success >= the deployed one's minus this fraction."""
+    tasks: tuple[str, ...] = ("pick_place", "restock3")
+    """Tasks the gate evaluates."""
+    exec_steps: int = 5
+    """Actions executed per chunk by the robots (the gate runs the policy the same way)."""
     seed: int = 0
     threads: int = 1
     """torch CPU threads for the learner process."""
@@ -52,14 +74,45 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         if self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algo {self.algo!r}; choose from {sorted(ALGORITHMS)}")
-        if self.min_new_episodes < 1 or self.updates_per_round < 1 or self.batch_size < 1:
-            raise ValueError("min_new_episodes, updates_per_round and batch_size must be >= 1")
+        if self.min_new_episodes < 1 or self.updates_per_round < 1:
+            raise ValueError("min_new_episodes and updates_per_round must be >= 1")
         if self.offline_updates < 0 or self.background_updates < 0:
             raise ValueError("offline_updates and background_updates must be >= 0")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.gate not in ("sim", "none"):
+            raise ValueError(f"unknown gate {self.gate!r}; choose 'sim' or 'none'")
+        self.tasks = tuple(self.tasks.split(",")) if isinstance(self.tasks, str) else tuple(self.tasks)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half); None if one class."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    allv = np.concatenate([pos, neg])[order]
+    ranks[order] = np.arange(1, len(order) + 1)
+    # average ranks of ties
+    _, inv, counts = np.unique(allv, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks[order])
+    ranks[order] = (sums / counts)[inv]
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class Learner:
-    def __init__(self, store: ExperienceStore | Path | str, cfg: LearnerConfig) -> None:
+    def __init__(self, store: ExperienceStore | Path | str, cfg: LearnerConfig, gate: Gate | None = None) -> None:
         self.store = store if isinstance(store, ExperienceStore) else ExperienceStore(Path(store))
         self.cfg = cfg
         self.policies = self.store.root / "policies"
@@ -71,33 +124,70 @@ class Learner:
             raise FileNotFoundError(f"no policy in {self.policies}: run `lwd pretrain` first")
         ckpt = load_checkpoint(version_dir(self.policies, v))
         self.version = ckpt.version
-        self.model: FlowVLA = ckpt.model
-        self.buffer = ChunkBuffer(ckpt.config, gamma=cfg.gamma)
-        self.algo = make_algorithm(cfg.algo, self.model, cfg.algo_overrides)
+        self.sha256 = ckpt.sha256
+        self.model: FlowVLA = ckpt.model.eval()
+        self.model.requires_grad_(False)
+        self.model.expert.requires_grad_(True)  # the only part of the deployed VLA that learns
+        self.deployed_model = load_checkpoint(version_dir(self.policies, v)).model.eval()
+        mc = self.model.cfg
+        self.buffer = ChunkBuffer(mc, gamma=cfg.gamma)
+        self.algo = make_algorithm(cfg.algo, self.model.expert, mc.cond_dim, mc.action_dim, cfg.algo_overrides)
         extra = version_dir(self.policies, v) / "learner.safetensors"
-        if extra.exists() and ckpt.manifest.get("algo") == cfg.algo and hasattr(self.algo, "load_extra_state"):
+        if extra.exists() and ckpt.manifest.get("algo") == cfg.algo:
             from safetensors.torch import load_file
 
-            self.algo.load_extra_state(load_file(str(extra)))  # resume critic + behaviour flow after a restart
-        self.pending_fleet = 0
-        self.total_updates = 0
-        self.rounds_done = 0
-        self.last_accepted: bool | None = None
+            self.algo.load_state_dict(load_file(str(extra)))  # resume critic + reference flow after a restart
+        self.gate = gate or make_gate(cfg.gate, cfg.tasks, cfg.gate_episodes, cfg.gate_tolerance, cfg.exec_steps,
+                                      cfg.seed)
         self.metrics_dir = self.store.root / "learner"
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.metrics_dir / "state.json"
+        state = self._load_state()
+        self.rounds_done = int(state.get("round", 0))
+        self.fleet_counted = int(state.get("fleet_counted", 0))
+        self._offline_done = bool(state.get("offline_done", False)) or cfg.offline_updates == 0
+        self.total_updates = int(state.get("total_updates", 0))
+        self.last_accepted: bool | None = state.get("accepted")
+        self.fleet_ingested = 0
+        self._heldout: list[tuple[np.ndarray, bool]] = []  # (V of each step, success) of not-yet-trained episodes
         self._csv_path = self.metrics_dir / "metrics.csv"
-        jsonl = self.metrics_dir / "metrics.jsonl"
-        if jsonl.exists():  # rounds survive a learner restart (every round ends with one gate row)
-            self.rounds_done = sum('"phase": "gate"' in line for line in jsonl.read_text().splitlines())
         self._tb = None
         self._ingest(self.store.episodes())  # everything already in the store is the starting dataset
         self.store.claim_new("learner")
-        self._offline_done = cfg.offline_updates == 0
-        log.info("learner: algo=%s from v%d, %d steps in buffer", cfg.algo, self.version, len(self.buffer) if self.buffer.num_episodes else 0)
+        log.info("learner: algo=%s from v%d, %d steps in buffer, round %d, %d fleet episodes pending", cfg.algo,
+                 self.version, self._buffer_steps(), self.rounds_done, self.pending_fleet)
+
+    # -- state --------------------------------------------------------------------------------------------------
+    def _load_state(self) -> dict:
+        if not self.state_path.exists():
+            return {}
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as e:
+            log.warning("learner: ignoring unreadable %s: %s", self.state_path, e)
+            return {}
+        if state.get("algo") not in (None, self.cfg.algo):
+            log.warning("learner: state.json was written by algo %s, now %s", state.get("algo"), self.cfg.algo)
+        return state
+
+    def _save_state(self) -> None:
+        _atomic_write_json(self.state_path, {
+            "round": self.rounds_done, "version": self.version, "sha256": self.sha256, "algo": self.cfg.algo,
+            "fleet_counted": self.fleet_counted, "offline_done": self._offline_done,
+            "total_updates": self.total_updates, "accepted": self.last_accepted})
+
+    @property
+    def pending_fleet(self) -> int:
+        """Fleet episodes in the dataset not yet counted toward a finished round."""
+        return max(0, self.fleet_ingested - self.fleet_counted)
+
+    def _buffer_steps(self) -> int:
+        return len(self.buffer) if self.buffer.num_episodes else 0
 
     # -- data ---------------------------------------------------------------------------------------------------
     def _ingest(self, records) -> int:
         fleet = 0
+        added = []
         for rec in records:
             try:
                 steps = self.store.load(rec)
@@ -107,30 +197,38 @@ class Learner:
             if len(steps) < 2:
                 continue
             self.buffer.add_episode(steps)
-            fleet += steps.meta.source == "fleet"
+            is_fleet = steps.meta.source == "fleet"
+            fleet += is_fleet
+            if is_fleet:
+                added.append((self.buffer.num_episodes - 1, bool(steps.success)))
+        if self.buffer.num_episodes:
+            self.buffer.encode_features(self.model.encode)
+        if added and self.algo.v_value(torch.zeros(1, self.model.cfg.cond_dim)) is not None:
+            ep = self.buffer.episode
+            for e, ok in added:  # the critic has not trained on these yet: held-out evidence of its fit
+                idx = np.flatnonzero(ep == e)
+                self._heldout.append((self.algo.v_value(self.buffer.features(idx)).numpy(), ok))
+        self.fleet_ingested += fleet
         return fleet
 
     def ingest_new(self) -> int:
         """Scan the store and add episodes this learner has not seen; returns new fleet episodes."""
         self.store.scan()
-        n = self._ingest(self.store.claim_new("learner"))
-        self.pending_fleet += n
-        return n
+        return self._ingest(self.store.claim_new("learner"))
 
     # -- learning -----------------------------------------------------------------------------------------------
     def _train(self, steps: int, phase: str) -> dict[str, float]:
-        mask = self.algo.sample_mask(self.buffer)
         agg: dict[str, list[float]] = {}
         t0 = time.perf_counter()
         for _ in range(steps):
-            idx = self.buffer.sample_indices(self.cfg.batch_size, self.rng, mask)
-            stats = self.algo.update(self.buffer.gather(idx))
+            stats = self.algo.update(self.buffer, self.rng)
             self.total_updates += 1
             for k, v in stats.items():
                 agg.setdefault(k, []).append(v)
         dt = time.perf_counter() - t0
         out = {k: float(np.mean(v)) for k, v in agg.items()}
         out["perf/updates_per_s"] = steps / max(dt, 1e-9)
+        out["perf/train_s"] = dt
         self._log(phase, out)
         return out
 
@@ -140,48 +238,94 @@ class Learner:
         if not self._offline_done:
             self._train(self.cfg.offline_updates, "offline")
             self._offline_done = True
+            self._save_state()
         if self.pending_fleet < self.cfg.min_new_episodes:
-            if self.cfg.background_updates > 0:
+            if self.cfg.background_updates > 0 and self.buffer.num_episodes:
                 self._train(self.cfg.background_updates, "background")
             return None
         return self.update_round()
 
+    @torch.no_grad()
+    def diagnostics(self, states: int = 256) -> dict[str, float]:
+        """What the round did: critic fit on held-out episodes, how far the deployed actor moved, the Q it gained."""
+        out: dict[str, float] = {}
+        if self._heldout:
+            v = np.concatenate([x for x, _ in self._heldout])
+            y = np.concatenate([np.full(len(x), ok) for x, ok in self._heldout])
+            auc = roc_auc(v, y)
+            if auc is not None:
+                out["critic/heldout_auc"] = auc
+            out["critic/heldout_episodes"] = float(len(self._heldout))
+        idx = self.buffer.sample_indices(min(states, len(self.buffer)), np.random.default_rng(12345))
+        obs = self.buffer.features(idx)
+        mc = self.model.cfg
+        noise = torch.zeros(len(idx), mc.action_dim)
+        scale = torch.tensor(mc.action_scale).repeat(mc.horizon)
+        from lwd.policy.flow import sample_euler
+
+        a_new = sample_euler(self.model.expert, obs, mc.action_dim, mc.flow_steps, noise=noise)
+        a_dep = sample_euler(self.deployed_model.expert, obs, mc.action_dim, mc.flow_steps, noise=noise)
+        out["actor/shift_from_deployed_rad"] = float(((a_new - a_dep).abs() * scale).mean())
+        ref = self.algo.reference()
+        if ref is not None:
+            a_ref = sample_euler(ref, obs, mc.action_dim, mc.flow_steps, noise=noise)
+            out["actor/shift_from_base_rad"] = float(((a_new - a_ref).abs() * scale).mean())
+        q_new = self.algo.q_value(obs, a_new)
+        if q_new is not None:
+            out["critic/q_candidate"] = float(q_new.mean())
+            out["critic/q_deployed"] = float(self.algo.q_value(obs, a_dep).mean())
+            if ref is not None:
+                out["actor/q_gain_over_base"] = float((q_new - self.algo.q_value(obs, a_ref)).mean())
+        return out
+
     def update_round(self) -> int | None:
         episodes = self.pending_fleet
-        self.pending_fleet = 0
         stats = self._train(self.cfg.updates_per_round, "online")
-        accept, evidence = self.algo.gate(self.buffer, self.rng) if hasattr(self.algo, "gate") else (True, {})
-        self._log("gate", {"gate/accepted": float(accept), **{f"gate/{k}": float(v) for k, v in evidence.items()}})
+        diag = self.diagnostics()
+        self._heldout.clear()
+        t0 = time.perf_counter()
+        accept, evidence = self.gate.decide(self.model, self.deployed_model, f"v{self.version}:{self.sha256}")
+        evidence["gate_s"] = time.perf_counter() - t0
+        self._log("gate", {"gate/accepted": float(accept), **{f"gate/{k}": float(v) for k, v in evidence.items()},
+                           **diag})
         self.rounds_done += 1
+        self.fleet_counted += episodes
         self.last_accepted = accept
         if not accept:
             # The candidate keeps training on the next round's data; the fleet keeps the deployed version.
             log.info("learner: candidate rejected by the gate: %s", evidence)
+            self._save_state()
             return None
-        new = self.version + 1
-        save_checkpoint(
-            self.policies, self.algo.actor(), new,
+        new = max(self.version, latest_version(self.policies) or 0) + 1  # never reuse a version number
+        path = save_checkpoint(
+            self.policies, self.model, new,
             extra={"parent": self.version, "algo": self.cfg.algo, "new_episodes": episodes,
                    "buffer_steps": len(self.buffer), "total_updates": self.total_updates,
-                   "stats": stats, "gate": evidence},
-            extra_tensors=self.algo.extra_state() or None,
+                   "stats": stats, "gate": evidence, "diagnostics": diag},
+            extra_tensors=self.algo.state_dict() or None,
         )
         self.version = new
-        if hasattr(self.algo, "on_published"):
-            self.algo.on_published()
-        log.info("learner: published v%d (%d new episodes, %d steps in buffer)", new, episodes, len(self.buffer))
+        self.sha256 = json.loads((path / "manifest.json").read_text())["sha256"]
+        self.deployed_model.load_state_dict(self.model.state_dict())
+        if isinstance(self.gate, SimGate):
+            self.gate.remember(f"v{self.version}:{self.sha256}", self.model, evidence)
+        self.algo.on_published()
+        self._save_state()
+        log.info("learner: published v%d (%d new episodes, %d steps in buffer, gate %s)", new, episodes,
+                 len(self.buffer), {k: round(v, 3) for k, v in evidence.items()})
         return new
 
     def status(self) -> dict:
         """What the learner node publishes on /fleet/learner/status after every round (accepted or not)."""
         return {"round": self.rounds_done, "version": self.version, "accepted": self.last_accepted,
-                "algo": self.cfg.algo, "buffer_steps": len(self.buffer) if self.buffer.num_episodes else 0}
+                "algo": self.cfg.algo, "buffer_steps": self._buffer_steps()}
 
     def announcement(self) -> dict:
         """What the learner node publishes on /fleet/policy."""
         path = version_dir(self.policies, self.version)
         manifest = json.loads((path / "manifest.json").read_text())
-        return {"version": self.version, "uri": str(path.resolve()), "sha256": manifest["sha256"], "algo": self.cfg.algo}
+        return {"version": self.version, "uri": str(path.resolve()), "sha256": manifest["sha256"],
+                "algo": self.cfg.algo}
 
     # -- metrics ------------------------------------------------------------------------------------------------
     def _log(self, phase: str, stats: dict[str, float]) -> None:

@@ -21,12 +21,12 @@ from lwd.data.schema import CONTROL_DT_NS, EpisodeMeta, EpisodeSteps
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version, save_checkpoint
 from lwd.policy.model import FlowVLA, PolicyConfig
-from lwd.rl.bc import BCConfig, FilteredBC
+from lwd.rl.bc import BCConfig, ImageBC
 from lwd.rl.dataset import ChunkBuffer, fit_action_scale
 
 log = logging.getLogger("lwd.pretrain")
 
-__all__ = ["PretrainConfig", "collect_demos", "pretrain", "rollout_to_steps"]
+__all__ = ["PretrainConfig", "balanced_seeds", "collect_demos", "pretrain", "rollout_to_steps"]
 
 
 @dataclass
@@ -36,6 +36,10 @@ class PretrainConfig:
     demos_per_task: int = 25
     demo_noise: float | None = None
     """Scripted-expert imperfection; None = lwd.sim.expert.DEFAULT_DEMO_NOISE."""
+    demo_variation: float = 0.25
+    """Item pose spread of the demonstration scenes (deployment is 1.0, see lwd.sim.world.ITEM_SPREAD): the
+    demonstrations cover a narrow slice of what the fleet meets, so v0 is imperfect in a way fleet data can fix
+    and more pretraining on the same demos cannot."""
     steps: int = 6000
     """Gradient steps (measured: 3000 -> 1/10 pick_place, 6000 -> 2/10; the policy is still learning there)."""
     batch_size: int = 64
@@ -69,6 +73,22 @@ def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int, source: str = 
     )
 
 
+def balanced_seeds(world, task: str, n: int, seed0: int, variation: float = 1.0) -> list[int]:
+    """``n`` reset seeds from ``seed0`` on whose goal sequences cycle evenly through the task's possible first items,
+    so the demonstrations do not teach a preference for one item (the language must decide)."""
+    firsts: dict[str, list[int]] = {}
+    seed = seed0
+    while sum(len(v) for v in firsts.values()) < 64 * n and seed < seed0 + 100 * n + 1000:
+        world.reset(task, seed, variation)
+        firsts.setdefault(world.goals[0].item, []).append(seed)
+        seed += 1
+        if len(firsts) and all(len(v) >= n for v in firsts.values()) and seed - seed0 >= 3 * n:
+            break
+    keys = sorted(firsts)
+    out = [firsts[keys[i % len(keys)]][i // len(keys)] for i in range(n)]
+    return sorted(out)
+
+
 def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = True) -> int:
     """Roll out the scripted expert and write each demo as a bag under ``episodes/demo``; returns successes."""
     from lwd.sim.expert import DEFAULT_DEMO_NOISE
@@ -76,13 +96,15 @@ def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = 
     from lwd.sim.world import SimWorld
 
     noise = DEFAULT_DEMO_NOISE if cfg.demo_noise is None else cfg.demo_noise
-    jobs = [(task, cfg.seed * 100_000 + i) for task in cfg.tasks for i in range(cfg.demos_per_task)]
     ok = 0
     t0 = time.time_ns()
     with SimWorld(image_size=cfg.image_size) as world:
+        jobs = [(task, seed) for task in cfg.tasks
+                for seed in balanced_seeds(world, task, cfg.demos_per_task, cfg.seed * 100_000, cfg.demo_variation)]
         bar = tqdm(jobs, desc="scripted demos", disable=not progress, unit="ep")
         for n, (task, seed) in enumerate(bar):
-            ro = run_episode(world, task, seed, actor=None, operator=None, expert_noise=noise)
+            ro = run_episode(world, task, seed, actor=None, operator=None, expert_noise=noise,
+                             variation=cfg.demo_variation)
             ok += bool(ro.success)
             episode_id = f"demo-{task}-{seed:07d}"
             path = store.episode_path("demo", episode_id)
@@ -119,7 +141,7 @@ def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress
     buffer = ChunkBuffer(pcfg)
     for e in good:
         buffer.add_episode(e)
-    algo = FilteredBC(model, BCConfig(lr=cfg.lr, augment_pad=cfg.augment_pad))
+    algo = ImageBC(model, BCConfig(lr=cfg.lr, augment_pad=cfg.augment_pad))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(algo.opt, T_max=cfg.steps, eta_min=cfg.lr * 0.1)
     rng = np.random.default_rng(cfg.seed)
     losses: list[float] = []

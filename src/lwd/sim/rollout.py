@@ -82,6 +82,7 @@ def run_episode(
     time_limit_s: float | None = None,
     *,
     expert_noise: float = 0.0,
+    variation: float = 1.0,
 ) -> EpisodeRollout:
     """Reset ``world`` to (task, seed) and run one episode.
 
@@ -93,6 +94,7 @@ def run_episode(
         operator: optional ``ScriptedOperator`` consulted every step; its action wins while engaged (source 1).
         time_limit_s: defaults to the task's limit.
         expert_noise: noise of the default expert when ``actor`` is None.
+        variation: item pose spread of the scene (1.0 = deployment conditions, see ``SimWorld.reset``).
 
     Returns:
         The recorded ``EpisodeRollout``.
@@ -100,7 +102,7 @@ def run_episode(
     spec = get_task(task)
     limit = spec.time_limit_s if time_limit_s is None else float(time_limit_s)
     n_steps = max(1, round(limit / CONTROL_DT))
-    world.reset(task, seed)
+    world.reset(task, seed, variation)
     if actor is None:
         actor = ScriptedExpert(world, noise=expert_noise, seed=seed)
     actor_source = SOURCE_EXPERT if isinstance(actor, ScriptedExpert) else SOURCE_POLICY

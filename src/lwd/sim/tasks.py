@@ -116,9 +116,9 @@ TASKS: dict[str, TaskSpec] = {
     "restock3": TaskSpec(
         name="restock3",
         instructions=(
-            "restock the shelf with all three items",
-            "put every item from the bin onto its matching shelf slot",
-            "move the can, the box and the bottle onto the shelf",
+            "restock the shelf: first the can, then the box, then the bottle",
+            "put the can, the box and the bottle from the bin onto their matching shelf slots, in that order",
+            "move the can, then the box, then the bottle onto the shelf",
         ),
         time_limit_s=45.0,
         long_horizon=True,

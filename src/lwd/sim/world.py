@@ -56,6 +56,10 @@ SLOTS: dict[str, tuple[float, float]] = {
 SLOT_HALF = 0.04
 SLOT_RGBA = {"slot_red": "0.9 0.35 0.35 1", "slot_green": "0.35 0.85 0.4 1", "slot_blue": "0.4 0.5 0.95 1"}
 ITEM_LANES = (-0.085, 0.0, 0.085)
+# Item pose offsets around the lane centres at variation 1.0 (deployment): x, y in metres, box yaw in radians.
+# Demonstrations are recorded at a narrower variation (PretrainConfig.demo_variation), as a pretrained VLA meets wider
+# conditions on deployment than in its demonstrations; the fleet's experience covers the rest.
+ITEM_SPREAD = (0.02, 0.05, 0.6)
 # home: elbow bent, gripper pointing down, beside the bin (well away from the straight-arm singularity)
 HOME_ARM = (0.0, -0.3, 2.2, 0.0, math.pi - 1.9, 0.0)
 TCP_DEPTH = 0.09  # hand frame z of the tool centre point (1 cm above the finger tips)
@@ -267,9 +271,12 @@ class SimWorld:
         self.reset("pick_place", 0)
 
     # ------------------------------------------------------------------ episode
-    def reset(self, task: str, seed: int) -> None:
+    def reset(self, task: str, seed: int, variation: float = 1.0) -> None:
         """Arms to home (small jitter), items shuffled into bin lanes with random offsets and yaw; deterministic per
-        (task, seed). Sets ``task``, ``goals`` and ``instruction``."""
+        (task, seed, variation). ``variation`` scales the item pose offsets (``ITEM_SPREAD``; 1.0 = deployment).
+        Sets ``task``, ``goals`` and ``instruction``."""
+        if not 0.0 <= variation <= 1.5:
+            raise ValueError(f"variation must be in [0, 1.5], got {variation}")
         spec = get_task(task)
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x1D])
         m, d = self.model, self.data
@@ -284,15 +291,17 @@ class SimWorld:
         lanes = rng.permutation(len(ITEM_LANES))
         for k, n in enumerate(ITEM_NAMES):
             it = ITEMS[n]
-            x = ITEM_LANES[lanes[k]] + rng.uniform(-0.01, 0.01)
-            y = BIN_CENTER[1] + rng.uniform(-0.03, 0.03)
-            yaw = rng.uniform(-0.45, 0.45) if it.shape == "box" else rng.uniform(-math.pi, math.pi)
+            sx, sy, syaw = (variation * v for v in ITEM_SPREAD)
+            x = ITEM_LANES[lanes[k]] + rng.uniform(-sx, sx)
+            y = BIN_CENTER[1] + rng.uniform(-sy, sy)
+            yaw = rng.uniform(-syaw, syaw) if it.shape == "box" else rng.uniform(-math.pi, math.pi)
             adr = self.item_qadr[n]
             d.qpos[adr : adr + 3] = (x, y, it.half_height + 0.0005)
             d.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
         self.goals, self.instruction = spec.resolve(rng)
         self.task = spec
         self.seed = int(seed)
+        self.variation = float(variation)
         mujoco.mj_forward(m, d)
 
     @property

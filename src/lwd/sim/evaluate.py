@@ -1,0 +1,117 @@
+"""Autonomous evaluation on held-out seeds, with Wilson intervals, and the instruction-following probe (ROS-free).
+
+Seed ranges are disjoint by construction, so no evaluation ever runs on a scene used for training or selection:
+demonstrations use ``seed * 100_000 + i`` (i < 100_000), the promotion gate ``GATE_SEED0 + i``, evaluation
+``EVAL_SEED0 + i`` and fleet/bench episodes ``FLEET_SEED0 + ...``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lwd.sim.rollout import Actor, run_episode
+from lwd.sim.tasks import ITEM_NAMES, ITEMS, Goal, get_task
+from lwd.sim.world import ARMS, GRIPPER_OPEN, N_JOINTS, SimWorld
+
+__all__ = ["EVAL_SEED0", "GATE_SEED0", "FLEET_SEED0", "wilson", "TaskResult", "evaluate", "instruction_probe"]
+
+GATE_SEED0 = 800_000
+EVAL_SEED0 = 900_000
+FLEET_SEED0 = 1_000_000
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate k/n (``(0, 1)`` when n = 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+@dataclass
+class TaskResult:
+    task: str
+    successes: int
+    episodes: int
+    robot_s: float
+    """Simulated seconds spent (robot time)."""
+    progress: float
+    """Mean fraction of subgoals achieved."""
+
+    @property
+    def rate(self) -> float:
+        return self.successes / max(1, self.episodes)
+
+    def to_dict(self) -> dict:
+        lo, hi = wilson(self.successes, self.episodes)
+        return {"success": self.rate, "ci_low": lo, "ci_high": hi, "successes": self.successes,
+                "episodes": self.episodes, "robot_s": round(self.robot_s, 1), "progress": round(self.progress, 3)}
+
+
+def evaluate(world: SimWorld, actor: Actor, tasks: Sequence[str], episodes: int, seed0: int = EVAL_SEED0,
+             variation: float = 1.0, on_episode: Callable[[str, int, bool], None] | None = None
+             ) -> dict[str, TaskResult]:
+    """Autonomous (no operator) success of ``actor`` on seeds ``seed0 .. seed0 + episodes - 1`` of every task."""
+    out: dict[str, TaskResult] = {}
+    for task in tasks:
+        ok, robot_s, prog = 0, 0.0, 0.0
+        for i in range(episodes):
+            ro = run_episode(world, task, seed0 + i, actor=actor, variation=variation)
+            ok += ro.success
+            robot_s += world.time
+            prog += ro.progress / max(1, world.num_subgoals)
+            if on_episode is not None:
+                on_episode(task, i, ro.success)
+        out[task] = TaskResult(task, ok, episodes, robot_s, prog / max(1, episodes))
+    return out
+
+
+def _first_approach(world: SimWorld, actor: Actor, max_steps: int) -> str | None:
+    """Run ``actor`` until one gripper closes low over the table (or ``max_steps``); the item nearest that tool."""
+    chunk: list[np.ndarray] = []
+    from lwd.sim.rollout import obs
+
+    actor.reset()
+    for _ in range(max_steps):
+        if not chunk:
+            chunk = list(np.asarray(actor.act(obs(world)), dtype=np.float64).reshape(-1, N_JOINTS))
+        world.apply(np.clip(chunk.pop(0), world.joint_low, world.joint_high))
+        for arm in ARMS:
+            if world.gripper(arm) < 0.6 * GRIPPER_OPEN and world.tcp_pos(arm)[2] < 0.12:
+                tcp = world.tcp_pos(arm)[:2]
+                return min(ITEM_NAMES, key=lambda n: float(np.linalg.norm(world.item_pos(n)[:2] - tcp)))
+    return None
+
+
+def instruction_probe(world: SimWorld, actor: Actor, scenes: int, seed0: int = EVAL_SEED0, task: str = "pick_place",
+                      max_steps: int = 60, variation: float = 1.0) -> dict:
+    """Same scene, each instruction: does the policy head for the named item?
+
+    For every scene (seed) and every item, the scene is reset identically, the instruction names that item, and the
+    item under the first tool that closes its gripper near the table counts as the one the policy went for.
+    Returns ``{"followed": k, "trials": n, "rate", "ci_low", "ci_high", "no_grasp": m, "chance": 1/3}``.
+    """
+    spec = get_task(task)
+    if spec.num_subgoals != 1:
+        raise ValueError(f"the instruction probe needs a single-item task, {task!r} has {spec.num_subgoals}")
+    template = spec.instructions[0]
+    followed = trials = none = 0
+    for s in range(scenes):
+        for item in ITEM_NAMES:
+            world.reset(task, seed0 + s, variation)
+            world.goals = (Goal(item, ITEMS[item].slot),)
+            world.instruction = template.format(item=ITEMS[item].label)
+            got = _first_approach(world, actor, max_steps)
+            trials += 1
+            followed += got == item
+            none += got is None
+    lo, hi = wilson(followed, trials)
+    return {"followed": followed, "trials": trials, "rate": followed / max(1, trials), "ci_low": lo, "ci_high": hi,
+            "no_grasp": none, "chance": 1 / len(ITEM_NAMES)}
