@@ -9,8 +9,9 @@ for ``delay`` seconds of control ticks, then the new chunk arrives and goes to t
 
 Per (variant, delay), over the same tasks and seeds: task success, mean absolute jerk of the executed arm targets
 (rad/s^3, third difference on the 10 Hz control grid, grippers excluded), the largest and mean target jump at chunk
-boundaries (max over arm joints of |q_k - q_{k-1}| at the tick a new chunk takes over, rad), the fraction of control
-ticks with no fresh target (holding), and the inference time per chunk. Writes ``chunking.json`` and ``chunking.md``.
+boundaries (max over arm joints of |q_k - q_{k-1}| at the tick a new chunk takes over from the one before, rad), the
+fraction of control ticks with no fresh target (holding), and the inference time per chunk. Writes ``chunking.json``
+and ``chunking.md``.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def run_chunk_episode(world, policy, task: str, seed: int, variant: str, delay_s
             infer_ms.append(1e3 * (time.perf_counter() - t0))
             pending = (now, now + delay_s, actions)
         if pending is not None and pending[1] <= now + 1e-9:
-            if sched.accept(pending[2], pending[0], now) is not None and k > 0:
+            seam = sched.active is not None  # the episode's first chunk follows a hold, not another chunk
+            if sched.accept(pending[2], pending[0], now) is not None and seam:
                 boundaries.append(k)
             pending = None
         target = sched.target(now)
