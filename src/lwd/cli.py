@@ -52,7 +52,7 @@ def _cmd_bench_chunking(a: argparse.Namespace) -> int:
     cfg = ChunkBenchConfig(store=Path(a.store), out=Path(a.out), episodes=a.episodes, tasks=tuple(a.tasks.split(",")),
                            delays_ms=tuple(int(x) for x in a.delays.split(",")), variants=tuple(a.modes.split(",")),
                            version=a.version, exec_steps=a.exec_steps, time_limit_scale=a.time_limit_scale,
-                           seed=a.seed)
+                           noise_scale=a.noise_scale, seed=a.seed)
     run_chunk_bench(cfg)
     return 0
 
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--episodes", type=int, default=4, help="episodes per task, mode and delay")
     c.add_argument("--exec-steps", type=int, default=5)
     c.add_argument("--time-limit-scale", type=float, default=1.0)
+    c.add_argument("--noise-scale", type=float, default=None, help="policy's initial flow noise (default: the robots')")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/bench_chunking")
     c.set_defaults(fn=_cmd_bench_chunking)

@@ -50,6 +50,8 @@ class ChunkBenchConfig:
     """Policy version in ``store/policies`` (default: the latest)."""
     exec_steps: int = 5
     time_limit_scale: float = 1.0
+    noise_scale: float | None = None
+    """Initial flow noise of the policy (None: VLAPolicy's default, what the robots run)."""
     seed: int = 0
     threads: int = 1
 
@@ -225,6 +227,9 @@ def run_chunk_bench(cfg: ChunkBenchConfig, log=print) -> dict:
                     for i in range(cfg.episodes):
                         seed = SEED0 + 1000 * cfg.seed + i
                         policy = VLAPolicy.from_checkpoint(ckpt, seed=seed, exec_steps=cfg.exec_steps)
+                        if cfg.noise_scale is not None:
+                            policy.noise_scale = cfg.noise_scale
+                        noise_scale = policy.noise_scale
                         eps.append(run_chunk_episode(world, policy, task, seed, variant, delay_ms / 1e3,
                                                      cfg.exec_steps, limit))
                 row = _summarize(variant, delay_ms, eps)
@@ -237,14 +242,15 @@ def run_chunk_bench(cfg: ChunkBenchConfig, log=print) -> dict:
     result = {
         "command": "lwd bench chunking", "config": {k: str(v) if isinstance(v, Path) else v
                                                     for k, v in asdict(cfg).items()},
-        "policy": {"store": str(cfg.store), "version": version, "sha256": ckpt.sha256},
+        "policy": {"store": str(cfg.store), "version": version, "sha256": ckpt.sha256, "noise_scale": noise_scale},
         "commit": _git_commit(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                              "torch_threads": cfg.threads},
         "wall_s": round(time.time() - t_start, 1), "rows": rows, "default_mode": winner, "why": why,
     }
     (out / "chunking.json").write_text(json.dumps(result, indent=1))
-    md = (f"Policy v{version} of `{cfg.store}`, {cfg.episodes} episodes x {len(cfg.tasks)} tasks "
-          f"({', '.join(cfg.tasks)}) per row, same seeds in every row; commit {result['commit']}.\n\n"
+    md = (f"Policy v{version} of `{cfg.store}` (noise scale {noise_scale}), {cfg.episodes} episodes x "
+          f"{len(cfg.tasks)} tasks ({', '.join(cfg.tasks)}) per row, same seeds in every row; "
+          f"commit {result['commit']}.\n\n"
           + markdown_table(rows) + f"\n\nDefault: **{winner}** — {why}.\n")
     (out / "chunking.md").write_text(md)
     log(md)
