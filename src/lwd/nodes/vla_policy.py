@@ -201,9 +201,10 @@ class VLAPolicyNode(Node):
                 self.sched.reset()  # act as soon as the episode starts or the operator hands back
                 self.stop.wait(0.01)
                 continue
-            obs = self._fresh_obs(now) if self.policy is not None and self.sched.request_due(now) else None
-            if obs is None:
-                self.stop.wait(min(0.01, max(0.0, self.sched.next_request_time() - now)))
+            due = self.policy is not None and self.sched.request_due(now)
+            obs = self._fresh_obs(now) if due else None
+            if obs is None:  # poll for an observation, or sleep until the next request is due
+                self.stop.wait(0.01 if due else min(0.01, max(0.001, self.sched.next_request_time() - now)))
                 continue
             obs, t_obs = obs
             prefix = self.sched.begin(t_obs)
