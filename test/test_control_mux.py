@@ -84,3 +84,17 @@ def test_policy_chunk_arriving_after_its_end_is_not_accepted():
     m.submit(Source.POLICY, np.full((2, J), 0.2), [0.1, 0.2], "policy/v1", now=0.0)
     assert not m.submit(Source.POLICY, np.full((2, J), 0.9), [0.1, 0.2], "policy/v1", now=1.0, start=0.5)
     assert m.stale == 1 and np.allclose(m.tick(1.0, np.zeros(J), 0.02), 0.2)  # the earlier command still holds
+
+
+def test_arm_driver_records_what_is_left_of_a_late_chunk():
+    pytest.importorskip("rclpy")
+    from builtin_interfaces.msg import Time
+
+    from lwd.nodes.arm_driver import _drop_elapsed
+    from lwd.nodes.common import numpy_to_trajectory, trajectory_to_numpy
+    from lwd.robot import JOINT_NAMES
+
+    msg = numpy_to_trajectory(np.arange(5)[:, None] * np.ones((5, 14)), 0.1, JOINT_NAMES, "policy/v1", Time())
+    _drop_elapsed(msg, 0.25)  # arrived 250 ms after its observation: points 0, 1 ended, point 2 is half done
+    pos, times = trajectory_to_numpy(msg, JOINT_NAMES)
+    assert np.allclose(pos[:, 0], [2, 3, 4]) and np.allclose(times, [0.05, 0.15, 0.25])
