@@ -43,6 +43,8 @@ class SystemsBenchConfig:
     algos: tuple[str, ...] = ("lwd", "bc")
     updates: int = 30
     """Timed learner updates per algorithm (after a few warm-up updates)."""
+    profile: int = 10
+    """Learner updates per algorithm run under cProfile afterwards (where the time goes; 0 = skip)."""
     threads: int = 1
     seed: int = 0
 
@@ -119,10 +121,30 @@ def _learner(cfg: SystemsBenchConfig, store: Path, version: int) -> dict:
                 t0 = time.perf_counter()
                 learner.algo.update(learner.buffer, learner.rng)
                 ms.append(1e3 * (time.perf_counter() - t0))
-            out[algo] = {"update_ms": percentiles(ms), "buffer_steps": len(learner.buffer)}
+            out[algo] = {"update_ms": percentiles(ms), "buffer_steps": len(learner.buffer),
+                         "profile": _profile(learner.algo.update, (learner.buffer, learner.rng), cfg.profile)}
     if all("update_ms" in out.get(a, {}) for a in ("lwd", "bc")):
         out["lwd_over_bc"] = out["lwd"]["update_ms"]["mean"] / out["bc"]["update_ms"]["mean"]
     return out
+
+
+def _profile(fn, args: tuple, calls: int, top: int = 8) -> list[dict]:
+    """cProfile of ``calls`` calls ``fn(*args)``: the functions with the most own time (share of the total)."""
+    import cProfile
+    import pstats
+
+    if calls <= 0:
+        return []
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        fn(*args)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tottime, cumtime, callers)
+    total = sum(v[2] for v in stats.values()) or 1.0
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return [{"function": f"{Path(f).name}:{line}({name})", "own_share": round(v[2] / total, 3),
+             "calls_per_update": round(v[1] / calls, 1)} for (f, line, name), v in rows]
 
 
 def _markdown(res: dict) -> str:
@@ -140,6 +162,14 @@ def _markdown(res: dict) -> str:
         rows.append(f"| learner update ms ({a}), mean | {val} | – |")
     if "lwd_over_bc" in lrn:
         rows.append(f"| learner update cost lwd / bc | {lrn['lwd_over_bc']:.2f}x | ≤ 2x |")
+    for a in res["config"]["algos"]:
+        prof = {p["function"]: p for p in lrn.get(a, {}).get("profile") or []}
+        back = next((p for f, p in prof.items() if "run_backward" in f), None)
+        lin = next((p for f, p in prof.items() if "_nn.linear" in f), None)
+        if back and lin:
+            rows.append(f"| {a} update: backward passes / linear-layer calls per update (share of own time) | "
+                        f"{back['calls_per_update']:g} ({back['own_share']:.0%}) / {lin['calls_per_update']:g} "
+                        f"({lin['own_share']:.0%}) | – |")
     head = (f"`{res['command']}` at commit {res['commit']} on {res['machine']['platform']} "
             f"({res['machine']['cpus']} CPUs, torch threads {res['machine']['torch_threads']}), policy "
             f"v{res['policy']['version']}.\n\n")
