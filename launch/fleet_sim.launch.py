@@ -23,6 +23,8 @@ ARGS = {
     "algo": ("", "learner update rule (default from config/learner.yaml)"),
     "updates_per_round": ("", "learner gradient steps per round"),
     "offline_updates": ("", "learner offline-phase steps on the demos"),
+    "gate": ("", "learner promotion gate: sim | none (default from LearnerConfig)"),
+    "gate_episodes": ("", "learner gate rollouts per task and policy"),
     "learner": ("true", "start the learner"),
     "respawn": ("true", "restart robot nodes and the learner when they die"),
 }
@@ -51,6 +53,7 @@ def _fleet(context):
                 "store": a["store"], "algo": a["algo"], "seed": a["seed"],
                 "min_new_episodes": str(n * max(1, int(a["episodes_per_round"]))),
                 "updates_per_round": a["updates_per_round"], "offline_updates": a["offline_updates"],
+                "gate": a["gate"], "gate_episodes": a["gate_episodes"], "tasks": a["tasks"],
                 "respawn": a["respawn"],
             }.items()))
     return actions

@@ -14,6 +14,10 @@ ARGS = {
     "min_new_episodes": ("", "fleet episodes per update round (default from the config file)"),
     "updates_per_round": ("", "gradient steps per round (default from the config file)"),
     "offline_updates": ("", "offline-phase steps on the demos before the first round (default from the config file)"),
+    "gate": ("", "promotion gate: sim (rollouts of candidate vs deployed) | none (default from LearnerConfig)"),
+    "gate_episodes": ("", "gate rollouts per task and policy (default from LearnerConfig)"),
+    "background_updates": ("", "updates per poll while waiting for episodes (default from LearnerConfig)"),
+    "tasks": ("", "tasks the gate evaluates, comma list (default from LearnerConfig)"),
     "seed": ("0", "learner seed"),
     "config": ("", "parameter file (default: the package's config/learner.yaml)"),
     "respawn": ("true", "restart the learner if it dies"),
@@ -27,9 +31,12 @@ def _nodes(context):
     overrides = {"store": os.path.expanduser(a["store"]), "seed": int(a["seed"])}
     if a["algo"]:
         overrides["algo"] = a["algo"]
-    for key in ("min_new_episodes", "updates_per_round", "offline_updates"):
+    for key in ("min_new_episodes", "updates_per_round", "offline_updates", "gate_episodes", "background_updates"):
         if a[key]:
             overrides[key] = int(a[key])
+    for key in ("gate", "tasks"):
+        if a[key]:
+            overrides[key] = a[key]
     return [Node(package="lwd", executable="learner", name="learner", output="screen",
                  parameters=[config, overrides], respawn=a["respawn"].lower() == "true",
                  respawn_delay=float(a["respawn_delay"]))]

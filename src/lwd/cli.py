@@ -14,7 +14,8 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 
     path = pretrain(a.store, PretrainConfig(tasks=tuple(a.tasks.split(",")), demos_per_task=a.demos, steps=a.steps,
                                             batch_size=a.batch_size, seed=a.seed, image_size=a.image_size,
-                                            demo_noise=a.noise))
+                                            demo_noise=a.noise,
+                                            **({} if a.variation is None else {"demo_variation": a.variation})))
     manifest = json.loads((path / "manifest.json").read_text())
     print(f"pretrained {path} sha256={manifest['sha256'][:16]} loss={manifest['final_loss']:.4f}")
     return 0
@@ -25,7 +26,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
     kw = dict(out=Path(a.out), robots=a.robots, rounds=a.rounds, episodes_per_round=a.episodes, algo=a.algo,
               updates_per_round=a.updates, seed=a.seed, timeout_min=a.timeout_min, overwrite=a.overwrite,
-              pretrained=Path(a.pretrained) if a.pretrained else None, tasks=a.tasks)
+              pretrained=Path(a.pretrained) if a.pretrained else None, tasks=a.tasks,
+              eval_episodes=a.eval_episodes)
     cfg = DemoConfig.quick_defaults(**kw) if a.quick else DemoConfig(**{k: v for k, v in kw.items() if v is not None})
     summary = run_demo(cfg)
     return 1 if summary.get("error") else 0
@@ -61,7 +63,8 @@ def _cmd_bench_systems(a: argparse.Namespace) -> int:
     from lwd.app.bench_systems import SystemsBenchConfig, run_systems_bench
 
     run_systems_bench(SystemsBenchConfig(store=Path(a.store), out=Path(a.out), version=a.version,
-                                         inferences=a.inferences, updates=a.updates, algos=tuple(a.algos.split(","))))
+                                         inferences=a.inferences, updates=a.updates, algos=tuple(a.algos.split(",")),
+                                         ros_robots=tuple(int(x) for x in a.ros.split(",") if x)))
     return 0
 
 
@@ -85,17 +88,21 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lwd.rl.pretrain import PretrainConfig
+
     p = argparse.ArgumentParser(prog="lwd", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("pretrain", help="scripted demos -> flow-matching VLA checkpoint v0")
     s.add_argument("--store", default="lwd_store")
     s.add_argument("--tasks", default="pick_place,restock3")
-    s.add_argument("--demos", type=int, default=25, help="demos per task")
-    s.add_argument("--steps", type=int, default=6000)
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--image-size", type=int, default=64)
+    s.add_argument("--demos", type=int, default=PretrainConfig.demos_per_task, help="demos per task")
+    s.add_argument("--steps", type=int, default=PretrainConfig.steps)
+    s.add_argument("--batch-size", type=int, default=PretrainConfig.batch_size)
+    s.add_argument("--image-size", type=int, default=PretrainConfig.image_size)
     s.add_argument("--noise", type=float, default=None, help="scripted expert noise (default: the sim's)")
+    s.add_argument("--variation", type=float, default=None,
+                   help="item pose spread of the demo scenes (deployment = 1.0; default PretrainConfig.demo_variation)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_cmd_pretrain)
 
@@ -112,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pretrained", default=None, help="start from this store's v0 instead of pretraining")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--timeout-min", type=float, default=None)
+    s.add_argument("--eval-episodes", type=int, default=None,
+                   help="held-out autonomous episodes per task per version after the run")
     s.set_defaults(fn=_cmd_demo)
 
     s = sub.add_parser("bench", help="measurements: learning (algorithms on a simulated fleet), chunking, systems")
@@ -157,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--inferences", type=int, default=100, help="timed chunks per inference variant")
     c.add_argument("--updates", type=int, default=30, help="timed learner updates per algorithm")
     c.add_argument("--algos", default="lwd,bc")
+    c.add_argument("--ros", default="", help="fleet sizes for the ROS-graph figures, e.g. 2,4 (default: none)")
     c.add_argument("--out", default="bench/results")
     c.set_defaults(fn=_cmd_bench_systems)
 

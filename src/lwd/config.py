@@ -44,10 +44,10 @@ def from_params(cls, values: dict[str, object]):
         raise ValueError(f"unknown {cls.__name__} parameters: {sorted(unknown)}")
     kw = {}
     for name, value in values.items():
-        hint = str(hints[name])
-        if hint.startswith("tuple") and isinstance(value, str):
+        kind = typing.get_origin(hints[name]) or hints[name]
+        if kind is tuple and isinstance(value, str):
             value = tuple(v.strip() for v in value.split(",") if v.strip())
-        elif hint.startswith("dict") and isinstance(value, str):
+        elif kind is dict and isinstance(value, str):
             value = json.loads(value or "{}")
             if not isinstance(value, dict):
                 raise ValueError(f"{cls.__name__}.{name} must be a JSON object")

@@ -40,6 +40,9 @@ class DemoConfig:
     time_limit_scale: float = 1.0
     seed: int = 0
     timeout_min: float = 60.0
+    eval_episodes: int = 30
+    """Autonomous evaluation (no operator) of every published version on this many held-out seeds per task."""
+    eval_workers: int = 2
     overwrite: bool = False
     pretrained: Path | None = None
     """A store whose v0 (and demos) to start from instead of pretraining."""
@@ -48,7 +51,7 @@ class DemoConfig:
     @classmethod
     def quick_defaults(cls, **kw) -> DemoConfig:
         base = dict(rounds=2, episodes_per_round=2, updates_per_round=100, demos_per_task=12, pretrain_steps=1500,
-                    time_limit_scale=0.8, quick=True)
+                    time_limit_scale=0.8, eval_episodes=8, quick=True)
         base.update({k: v for k, v in kw.items() if v is not None})
         return cls(**base)
 
@@ -131,24 +134,79 @@ def learner_log(store_root: Path) -> list[dict]:
     return rows
 
 
-def plot_curve(rounds: list[dict], path: Path, title: str = "lwd fleet learning curve") -> None:
+def _eval_job(args) -> tuple[int, str, dict]:
+    store_root, version, task, episodes, exec_steps = args
+    import torch
+
+    from lwd.policy.checkpoint import load_checkpoint, version_dir
+    from lwd.policy.inference import VLAPolicy
+    from lwd.sim.evaluate import evaluate
+    from lwd.sim.world import SimWorld
+
+    torch.set_num_threads(1)
+    model = load_checkpoint(version_dir(Path(store_root) / "policies", version)).model
+    with SimWorld(image_size=model.cfg.image_size) as world:
+        res = evaluate(world, VLAPolicy(model, version, seed=0, exec_steps=exec_steps), (task,), episodes)
+    return version, task, res[task].to_dict()
+
+
+def evaluate_versions(store_root: Path, versions: list[int], tasks: list[str], episodes: int, workers: int = 2,
+                      exec_steps: int = 5) -> dict[int, dict]:
+    """Autonomous success of each version on the same held-out seeds per task: {version: {task: result, "all": ..}}."""
+    import multiprocessing as mp
+
+    from lwd.sim.evaluate import wilson
+
+    jobs = [(str(store_root), v, t, episodes, exec_steps) for v in versions for t in tasks]
+    if workers > 1:
+        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            done = pool.map(_eval_job, jobs)
+    else:
+        done = [_eval_job(j) for j in jobs]
+    out: dict[int, dict] = {}
+    for v, t, r in done:
+        out.setdefault(v, {})[t] = r
+    for per in out.values():
+        k = sum(r["successes"] for r in per.values())
+        n = sum(r["episodes"] for r in per.values())
+        lo, hi = wilson(k, n)
+        per["all"] = {"success": k / max(1, n), "ci_low": lo, "ci_high": hi, "successes": k, "episodes": n}
+    return dict(sorted(out.items()))
+
+
+def plot_curve(rounds: list[dict], path: Path, title: str = "lwd fleet learning curve",
+               evals: dict[int, dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(11 if evals else 6, 4), squeeze=False)
+    ax = axes[0][0]
     x = [r["round"] for r in rounds]
-    fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(x, [r["success_rate"] for r in rounds], "o-", label="success (with operator help)")
-    ax.plot(x, [r["autonomous_success_rate"] for r in rounds], "s-", label="autonomous success")
     ax.plot(x, [r["intervention_rate"] for r in rounds], "^--", label="episodes with intervention")
-    ax.set_xlabel("round (policy version deployed)")
-    ax.set_ylabel("rate")
-    ax.set_ylim(-0.05, 1.05)
+    ax.set(xlabel="round", ylabel="rate", ylim=(-0.05, 1.05), title="fleet episodes")
     ax.set_xticks(x)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    ax.set_title(title)
+    if evals:
+        ax = axes[0][1]
+        vs = list(evals)
+        for key in [k for k in next(iter(evals.values())) if k != "all"] + ["all"]:
+            y = [evals[v][key]["success"] for v in vs]
+            line, = ax.plot(vs, y, "o-" if key == "all" else ".--", lw=2 if key == "all" else 1,
+                            label="all tasks" if key == "all" else key)
+            if key == "all":
+                ax.fill_between(vs, [evals[v][key]["ci_low"] for v in vs], [evals[v][key]["ci_high"] for v in vs],
+                                color=line.get_color(), alpha=0.15, label="95% Wilson interval")
+        n = evals[vs[0]]["all"]["episodes"]
+        ax.set(xlabel="policy version", ylabel="autonomous success", ylim=(-0.05, 1.05),
+               title=f"autonomous success, {n} held-out episodes per version")
+        ax.set_xticks(vs)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -301,10 +359,25 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
 
     records = _fleet_episodes(store)
     rounds = summarize(records, cfg.robots, cfg.episodes_per_round)
+    evals: dict[int, dict] = {}
+    if cfg.eval_episodes > 0 and error is None:
+        from lwd.policy.checkpoint import list_versions
+
+        versions = list_versions(store_root / "policies")
+        log(f"[demo] evaluating versions {versions} autonomously (no operator) on {cfg.eval_episodes} held-out seeds "
+            f"per task ...")
+        t_eval = time.time()
+        evals = evaluate_versions(store_root, versions, cfg.tasks.split(","), cfg.eval_episodes, cfg.eval_workers)
+        for v, per in evals.items():
+            log(f"[demo]   v{v}: " + ", ".join(f"{t} {r['successes']}/{r['episodes']}" for t, r in per.items()
+                                                if t != "all")
+                + f" -> {per['all']['success']:.0%} [{per['all']['ci_low']:.0%}, {per['all']['ci_high']:.0%}]")
+        log(f"[demo] evaluation took {time.time() - t_eval:.0f} s")
     summary = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "rounds": rounds,
         "learner": learner_log(store_root),
+        "autonomous_eval": {str(v): per for v, per in evals.items()},
         "final_policy_version": latest_version(store_root / "policies"),
         "robot_policy_versions_at_end": robot_versions,
         "episodes": len(records),
@@ -314,7 +387,15 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if rounds:
-        plot_curve(rounds, out / "learning_curve.png")
+        plot_curve(rounds, out / "learning_curve.png", evals=evals or None)
+    if evals:
+        first, last = evals[min(evals)]["all"], evals[max(evals)]["all"]
+        line = (f"autonomous success v{min(evals)} {first['success']:.0%} [{first['ci_low']:.0%}, "
+                f"{first['ci_high']:.0%}] -> v{max(evals)} {last['success']:.0%} [{last['ci_low']:.0%}, "
+                f"{last['ci_high']:.0%}] on {last['episodes']} held-out episodes each")
+        summary["headline"] = line
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        log(f"[demo] {line}")
     log(f"[demo] wrote {out / 'summary.json'} and {out / 'learning_curve.png'} ({summary['total_s']:.0f} s)")
     if error:
         log(f"[demo] error: {error}")

@@ -9,7 +9,12 @@ from lwd.policy.checkpoint import Checkpoint
 from lwd.policy.model import FlowVLA, denormalize_chunk, normalize_chunk, tokenize
 from lwd.policy.rtc import DEFAULT_BETA, sample_guided
 
-__all__ = ["VLAPolicy"]
+__all__ = ["VLAPolicy", "DEFAULT_NOISE_SCALE"]
+
+DEFAULT_NOISE_SCALE = 0.0
+"""Scale of the initial flow noise at inference: 0 integrates the flow from its centre (a deterministic chunk near
+the mode). Measured on 20 held-out pick_place scenes at the demos' variation: 9/20 successes at 0.0 vs 4/30 at 1.0
+(docs/learning.md)."""
 
 
 class VLAPolicy:
@@ -21,7 +26,7 @@ class VLAPolicy:
     """
 
     def __init__(self, model: FlowVLA, version: int = 0, seed: int | None = None, exec_steps: int | None = None,
-                 noise_scale: float = 1.0, rtc_beta: float = DEFAULT_BETA) -> None:
+                 noise_scale: float = DEFAULT_NOISE_SCALE, rtc_beta: float = DEFAULT_BETA) -> None:
         self.model = model.eval()
         self.noise_scale = noise_scale
         self.rtc_beta = rtc_beta

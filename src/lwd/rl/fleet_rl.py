@@ -46,12 +46,13 @@ class FleetRLConfig:
     critic_lr: float = 3e-4
     batch_size: int = 128
     """Reference-flow BC batch (filtered data)."""
-    critic_batch: int = 256
+    critic_batch: int = 128
     """Critic batch (all data)."""
     actor_batch: int = 32
     """States per QAM step (its adjoint pass costs ~K forward/backward passes of the expert)."""
-    actor_every: int = 2
-    """One actor (QAM/AWR) step every N learner updates; the critic and reference flow step every update."""
+    actor_every: int = 4
+    """One actor (QAM/AWR) step every N learner updates (delayed policy updates, as in TD3); the critic and the
+    reference flow step every update. A QAM step costs ~15 BC steps (K-step trajectory, adjoint, K-fold loss)."""
     correction_weight: float = 2.0
     """Weight of operator-corrected chunks in the reference flow's BC loss."""
     beta: float = 10.0

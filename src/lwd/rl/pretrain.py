@@ -33,7 +33,7 @@ __all__ = ["PretrainConfig", "balanced_seeds", "collect_demos", "pretrain", "rol
 class PretrainConfig:
     tasks: tuple[str, ...] = ("pick_place", "restock3")
     """Tasks to demonstrate (one policy serves all)."""
-    demos_per_task: int = 25
+    demos_per_task: int = 40
     demo_noise: float | None = None
     """Scripted-expert imperfection; None = lwd.sim.expert.DEFAULT_DEMO_NOISE."""
     demo_variation: float = 0.25
