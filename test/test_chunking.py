@@ -168,6 +168,14 @@ def test_observation_gate():
     assert not g.accepts(10.2, 10.8, episode_start=10.0)  # stale
 
 
+def test_observation_gate_waits_for_the_frame_due_with_the_request():
+    g = ObservationGate(max_age_s=0.5, settle_s=0.0, wait_s=0.1)
+    assert not g.accepts(1.4, 1.502, episode_start=0.0, due=1.5)  # the frame stamped 1.5 is still in transit
+    assert g.accepts(1.5, 1.505, episode_start=0.0, due=1.5)
+    assert g.accepts(1.4, 1.6, episode_start=0.0, due=1.5)  # it never came: act on the older one
+    assert g.accepts(1.4, 1.41, episode_start=0.0)  # nothing in flight: any fresh observation
+
+
 # -- RTC guidance ------------------------------------------------------------------------------------------------
 def _gaussian_field(sigma: float = 0.5):
     """Exact flow field for data ~ N(0, sigma^2 I): x1_hat = t s^2 / (t^2 s^2 + (1-t)^2) x_t, dims independent."""

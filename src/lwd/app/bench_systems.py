@@ -47,6 +47,9 @@ class SystemsBenchConfig:
     """Learner updates per algorithm run under cProfile afterwards (where the time goes; 0 = skip)."""
     threads: int = 1
     seed: int = 0
+    ros_robots: tuple[int, ...] = ()
+    """Fleet sizes for the ROS-graph figures (robot.launch.py per robot; needs the installed package), e.g. (2,)."""
+    ros_window_s: float = 10.0
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -170,6 +173,24 @@ def _markdown(res: dict) -> str:
             rows.append(f"| {a} update: backward passes / linear-layer calls per update (share of own time) | "
                         f"{back['calls_per_update']:g} ({back['own_share']:.0%}) / {lin['calls_per_update']:g} "
                         f"({lin['own_share']:.0%}) | – |")
+    for n, r in res.get("ros", {}).items():
+        if "error" in r:
+            rows.append(f"| ROS fleet of {n} | {r['error']} | – |")
+            continue
+        o = r["obs_to_cmd_ms"]
+        if o.get("n"):
+            rows.append(f"| obs_to_cmd_ms p50 / p99, N = {n} (n = {o['n']}) | {o['p50']:.0f} / {o['p99']:.0f} | "
+                        "p99 ≤ 20 + inference |")
+        for phase in ("idle", "during_hotswap"):
+            per = r.get(phase, {})
+            rates = [x["control_rate_hz"] for x in per.values() if x["control_rate_hz"]]
+            missed = sum(x["missed_ticks"] for x in per.values())
+            if rates:
+                rows.append(f"| control_rate_hz (min over robots) / missed ticks, {phase.replace('_', ' ')}, "
+                            f"N = {n} | {min(rates):.1f} / {missed} | 50 / 0 |")
+        hs = r.get("hotswap_s")
+        rows.append(f"| hotswap_s, N = {n} | {hs:.2f} |" if hs is not None else f"| hotswap_s, N = {n} | timed out |")
+        rows[-1] += " < 1 s at N = 8 |"
     head = (f"`{res['command']}` at commit {res['commit']} on {res['machine']['platform']} "
             f"({res['machine']['cpus']} CPUs, torch threads {res['machine']['torch_threads']}), policy "
             f"v{res['policy']['version']}.\n\n")
@@ -200,6 +221,18 @@ def run_systems_bench(cfg: SystemsBenchConfig, log=print) -> dict:
     log(f"[systems] inference: {json.dumps(res['inference'])}")
     res["learner"] = _learner(cfg, store, version)
     log(f"[systems] learner: {json.dumps(res['learner'])}")
+    if cfg.ros_robots:
+        from lwd.app.bench_ros import measure_fleet
+
+        res["ros"] = {}
+        for n in cfg.ros_robots:
+            work = Path(tempfile.mkdtemp(prefix=f"lwd-sys-ros{n}-"))
+            try:
+                res["ros"][str(n)] = measure_fleet(store, version, n, work, cfg.ros_window_s, log=log)
+                shutil.rmtree(work, ignore_errors=True)
+            except RuntimeError as e:  # keep the launch logs for a look
+                res["ros"][str(n)] = {"error": f"{e} (logs in {work})"}
+                log(f"[systems] ROS fleet of {n}: {e}; logs in {work}")
     res["wall_s"] = round(time.time() - t0, 1)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -137,13 +137,22 @@ class ObservationGate:
         max_age_s: an observation older than this (vs now) is stale.
         settle_s: after an episode start, ignore observations stamped earlier than ``start + settle_s``
             (frames rendered before the sim reset reached the camera).
+        wait_s: when an inference is due at time ``t``, wait up to this long past ``t`` for an observation taken at
+            or after ``t`` rather than use an older one. Requests fall on the chunk's time base, which is a camera
+            frame's stamp, so without waiting the frame due at ``t`` is still in transit and the policy would act on
+            the one a camera period older (measured: obs -> command p50 116 ms with a 10 Hz camera).
     """
 
     max_age_s: float = 0.5
     settle_s: float = 0.15
+    wait_s: float = 0.1
 
-    def accepts(self, obs_time: float, now: float, episode_start: float) -> bool:
-        return obs_time >= episode_start + self.settle_s and now - obs_time <= self.max_age_s
+    def accepts(self, obs_time: float, now: float, episode_start: float, due: float = -math.inf) -> bool:
+        """Whether the observation taken at ``obs_time`` may start the inference due at ``due`` (checked at
+        ``now``)."""
+        if obs_time < episode_start + self.settle_s or now - obs_time > self.max_age_s:
+            return False
+        return obs_time >= due - 1e-3 or now >= due + self.wait_s
 
 
 class ChunkScheduler:

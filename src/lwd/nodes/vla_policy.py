@@ -51,6 +51,7 @@ class VLAPolicyNode(Node):
         self.gate = ObservationGate(
             max_age_s=float(self.declare_parameter("max_obs_age_s", defaults.max_age_s).value),
             settle_s=float(self.declare_parameter("obs_settle_s", defaults.settle_s).value),
+            wait_s=float(self.declare_parameter("obs_wait_s", defaults.wait_s).value),
         )
         mode = str(self.declare_parameter("chunk_mode", DEFAULT_MODE).value)
         self.sched = ChunkScheduler(mode, self.dt, self.exec_steps)  # touched only by the inference thread
@@ -204,7 +205,7 @@ class VLAPolicyNode(Node):
             due = self.policy is not None and self.sched.request_due(now)
             obs = self._fresh_obs(now) if due else None
             if obs is None:  # poll for an observation, or sleep until the next request is due
-                self.stop.wait(0.01 if due else min(0.01, max(0.001, self.sched.next_request_time() - now)))
+                self.stop.wait(0.002 if due else min(0.01, max(0.001, self.sched.next_request_time() - now)))
                 continue
             obs, t_obs = obs
             prefix = self.sched.begin(t_obs)
@@ -237,7 +238,7 @@ class VLAPolicyNode(Node):
         if img is None or q is None or not self.instruction:
             return None
         t_obs = min(img[0], q[0])
-        if not self.gate.accepts(t_obs, now, self.episode_start):
+        if not self.gate.accepts(t_obs, now, self.episode_start, self.sched.next_request_time()):
             return None
         return {"image": img[1], "qpos": q[1], "instruction": self.instruction}, t_obs
 
