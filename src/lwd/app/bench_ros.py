@@ -1,8 +1,9 @@
 """ROS-graph figures of `lwd bench systems`: N simulated robots (robot.launch.py each, no learner) over local DDS.
 
-* ``obs_to_cmd_ms``: the stamp of the observation a chunk was computed from -> the arm driver's mux accepting it
-  (the stamp of its ``cmd/joint_trajectory``). A chunk is paired with its command by the last point (never dropped),
-  and only chunks whose time base is a camera frame's stamp count (the first chunk after a hold is re-based);
+* ``obs_to_cmd_ms``: the stamp of the observation a chunk was computed from (the older of its camera frame and joint
+  state) -> the arm driver's mux accepting it (the stamp of its ``cmd/joint_trajectory``). A chunk is paired with its
+  command by the last point (never dropped), and only chunks whose time base is such a stamp count (the first chunk
+  after a hold is re-based to its arrival);
 * ``control_rate_hz`` and ``missed_ticks`` (consecutive ``joint_states`` stamps more than 1.5 periods apart) per
   robot, while idle-running episodes and during a hot-swap;
 * ``hotswap_s``: a ``/fleet/policy`` announcement -> every robot reporting the new version on ``policy/status``.
@@ -83,7 +84,7 @@ def measure_fleet(store: Path, version: int, robots: int, work: Path, window_s: 
 
     version_of: dict[str, int] = {}
     swapped_at: dict[str, float] = {}
-    images: dict[str, set] = {r: set() for r in names}
+    images: dict[str, set] = {r: set() for r in names}  # observation stamps (us): camera frames and joint states
     chunks: dict[str, dict] = {r: {} for r in names}  # last point bytes -> (time base s, us)
     obs_to_cmd: list[tuple[float, float]] = []  # (receipt time, ms)
     js: dict[str, list[float]] = {r: [] for r in names}
@@ -113,7 +114,8 @@ def measure_fleet(store: Path, version: int, robots: int, work: Path, window_s: 
         node.create_subscription(Image, f"/{r}/camera/image_raw",
                                  lambda m, r=r: images[r].add(stamp_us(m.header)), SENSOR_QOS)
         node.create_subscription(JointState, f"/{r}/joint_states",
-                                 lambda m, r=r: js[r].append(stamp(m.header)), SENSOR_QOS)
+                                 lambda m, r=r: (js[r].append(stamp(m.header)), images[r].add(stamp_us(m.header))),
+                                 SENSOR_QOS)
     announce = node.create_publisher(String, FLEET_POLICY_TOPIC, LATCHED_QOS)
 
     def spin_until(cond, timeout: float) -> bool:
@@ -129,8 +131,8 @@ def measure_fleet(store: Path, version: int, robots: int, work: Path, window_s: 
             s = np.asarray([t for t in js[r] if t0 <= t <= t1])
             d = np.diff(s) if s.size > 1 else np.zeros(0)
             out[r] = {"control_rate_hz": float((s.size - 1) / (s[-1] - s[0])) if s.size > 1 else None,
-                      "missed_ticks": int(np.sum(d > 1.5 * period)), "max_gap_ms": float(1e3 * d.max()) if d.size
-                      else None}
+                      "ticks": int(s.size), "missed_ticks": int(np.sum(d > 1.5 * period)),
+                      "max_gap_ms": float(1e3 * d.max()) if d.size else None}
         return out
 
     res: dict = {"robots": robots, "domain_id": domain}

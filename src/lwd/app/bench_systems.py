@@ -185,9 +185,10 @@ def _markdown(res: dict) -> str:
             per = r.get(phase, {})
             rates = [x["control_rate_hz"] for x in per.values() if x["control_rate_hz"]]
             missed = sum(x["missed_ticks"] for x in per.values())
+            total = sum(x.get("ticks", 0) for x in per.values())
             if rates:
                 rows.append(f"| control_rate_hz (min over robots) / missed ticks, {phase.replace('_', ' ')}, "
-                            f"N = {n} | {min(rates):.1f} / {missed} | 50 / 0 |")
+                            f"N = {n} | {min(rates):.1f} / {missed} of {total} | 50 / 0 |")
         hs = r.get("hotswap_s")
         rows.append(f"| hotswap_s, N = {n} | {hs:.2f} |" if hs is not None else f"| hotswap_s, N = {n} | timed out |")
         rows[-1] += " < 1 s at N = 8 |"
