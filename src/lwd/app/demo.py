@@ -34,9 +34,10 @@ class DemoConfig:
     tasks: str = "pick_place,restock3"
     algo: str = ""
     """Learner update rule; empty = config/learner.yaml's default."""
-    updates_per_round: int = 300
-    demos_per_task: int = 25
-    pretrain_steps: int = 6000
+    updates_per_round: int | None = None
+    """Learner updates per round; None = LearnerConfig's default."""
+    demos_per_task: int = PretrainConfig.demos_per_task
+    pretrain_steps: int = PretrainConfig.steps
     time_limit_scale: float = 1.0
     seed: int = 0
     timeout_min: float = 60.0
@@ -304,7 +305,9 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     env = ros_env(out)
     args = [f"robots:={cfg.robots}", f"store:={store_root}", f"tasks:={cfg.tasks}",
             f"episodes_per_round:={cfg.episodes_per_round}", f"rounds:={cfg.rounds}", f"seed:={cfg.seed}",
-            f"time_limit_scale:={cfg.time_limit_scale}", f"updates_per_round:={cfg.updates_per_round}"]
+            f"time_limit_scale:={cfg.time_limit_scale}"]
+    if cfg.updates_per_round:
+        args.append(f"updates_per_round:={cfg.updates_per_round}")
     if cfg.algo:
         args.append(f"algo:={cfg.algo}")
     log(f"[demo] launching fleet_sim.launch.py {' '.join(args)} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}); "

@@ -26,7 +26,7 @@ from lwd.rl.dataset import ChunkBuffer, fit_action_scale
 
 log = logging.getLogger("lwd.pretrain")
 
-__all__ = ["PretrainConfig", "balanced_seeds", "collect_demos", "pretrain", "rollout_to_steps"]
+__all__ = ["PretrainConfig", "demo_jobs", "collect_demos", "pretrain", "rollout_to_steps"]
 
 
 @dataclass
@@ -36,7 +36,7 @@ class PretrainConfig:
     demos_per_task: int = 40
     demo_noise: float | None = None
     """Scripted-expert imperfection; None = lwd.sim.expert.DEFAULT_DEMO_NOISE."""
-    demo_variation: float = 0.25
+    demo_variation: float = 0.6
     """Item pose spread of the demonstration scenes (deployment is 1.0, see lwd.sim.world.ITEM_SPREAD): the
     demonstrations cover a narrow slice of what the fleet meets, so v0 is imperfect in a way fleet data can fix
     and more pretraining on the same demos cannot."""
@@ -73,20 +73,16 @@ def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int, source: str = 
     )
 
 
-def balanced_seeds(world, task: str, n: int, seed0: int, variation: float = 1.0) -> list[int]:
-    """``n`` reset seeds from ``seed0`` on whose goal sequences cycle evenly through the task's possible first items,
-    so the demonstrations do not teach a preference for one item (the language must decide)."""
-    firsts: dict[str, list[int]] = {}
-    seed = seed0
-    while sum(len(v) for v in firsts.values()) < 64 * n and seed < seed0 + 100 * n + 1000:
-        world.reset(task, seed, variation)
-        firsts.setdefault(world.goals[0].item, []).append(seed)
-        seed += 1
-        if len(firsts) and all(len(v) >= n for v in firsts.values()) and seed - seed0 >= 3 * n:
-            break
-    keys = sorted(firsts)
-    out = [firsts[keys[i % len(keys)]][i // len(keys)] for i in range(n)]
-    return sorted(out)
+def demo_jobs(task: str, n: int, seed0: int) -> list[tuple[int, str | None]]:
+    """``n`` (seed, target) demo scenes. Single-item tasks show every item as the target of the same scene in turn,
+    so only the instruction tells the demos apart and the policy must read it (with scenes drawn at random, v0
+    headed for the named item 11-14 times in 30, chance 10); multi-item tasks use consecutive seeds."""
+    from lwd.sim.tasks import ITEM_NAMES, get_task
+
+    if get_task(task).items != "one":
+        return [(seed0 + i, None) for i in range(n)]
+    k = len(ITEM_NAMES)
+    return [(seed0 + i // k, ITEM_NAMES[(i + i // k) % k]) for i in range(n)]
 
 
 def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = True) -> int:
@@ -99,14 +95,14 @@ def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = 
     ok = 0
     t0 = time.time_ns()
     with SimWorld(image_size=cfg.image_size) as world:
-        jobs = [(task, seed) for task in cfg.tasks
-                for seed in balanced_seeds(world, task, cfg.demos_per_task, cfg.seed * 100_000, cfg.demo_variation)]
+        jobs = [(task, seed, target) for task in cfg.tasks
+                for seed, target in demo_jobs(task, cfg.demos_per_task, cfg.seed * 100_000)]
         bar = tqdm(jobs, desc="scripted demos", disable=not progress, unit="ep")
-        for n, (task, seed) in enumerate(bar):
+        for n, (task, seed, target) in enumerate(bar):
             ro = run_episode(world, task, seed, actor=None, operator=None, expert_noise=noise,
-                             variation=cfg.demo_variation)
+                             variation=cfg.demo_variation, target=target)
             ok += bool(ro.success)
-            episode_id = f"demo-{task}-{seed:07d}"
+            episode_id = f"demo-{task}-{seed:07d}" + (f"-{target}" if target else "")
             path = store.episode_path("demo", episode_id)
             if path.exists():
                 continue

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lwd.sim.rollout import Actor, run_episode
-from lwd.sim.tasks import ITEM_NAMES, ITEMS, Goal, get_task
+from lwd.sim.tasks import ITEM_NAMES, get_task
 from lwd.sim.world import ARMS, GRIPPER_OPEN, N_JOINTS, SimWorld
 
 __all__ = ["EVAL_SEED0", "GATE_SEED0", "FLEET_SEED0", "wilson", "TaskResult", "evaluate", "instruction_probe"]
@@ -101,13 +101,10 @@ def instruction_probe(world: SimWorld, actor: Actor, scenes: int, seed0: int = E
     spec = get_task(task)
     if spec.num_subgoals != 1:
         raise ValueError(f"the instruction probe needs a single-item task, {task!r} has {spec.num_subgoals}")
-    template = spec.instructions[0]
     followed = trials = none = 0
     for s in range(scenes):
         for item in ITEM_NAMES:
-            world.reset(task, seed0 + s, variation)
-            world.goals = (Goal(item, ITEMS[item].slot),)
-            world.instruction = template.format(item=ITEMS[item].label)
+            world.reset(task, seed0 + s, variation, target=item)
             got = _first_approach(world, actor, max_steps)
             trials += 1
             followed += got == item

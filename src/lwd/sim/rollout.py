@@ -83,6 +83,7 @@ def run_episode(
     *,
     expert_noise: float = 0.0,
     variation: float = 1.0,
+    target: str | None = None,
 ) -> EpisodeRollout:
     """Reset ``world`` to (task, seed) and run one episode.
 
@@ -95,6 +96,7 @@ def run_episode(
         time_limit_s: defaults to the task's limit.
         expert_noise: noise of the default expert when ``actor`` is None.
         variation: item pose spread of the scene (1.0 = deployment conditions, see ``SimWorld.reset``).
+        target: the item of a single-item task (default: drawn from the seed).
 
     Returns:
         The recorded ``EpisodeRollout``.
@@ -102,7 +104,7 @@ def run_episode(
     spec = get_task(task)
     limit = spec.time_limit_s if time_limit_s is None else float(time_limit_s)
     n_steps = max(1, round(limit / CONTROL_DT))
-    world.reset(task, seed, variation)
+    world.reset(task, seed, variation, target)
     if actor is None:
         actor = ScriptedExpert(world, noise=expert_noise, seed=seed)
     actor_source = SOURCE_EXPERT if isinstance(actor, ScriptedExpert) else SOURCE_POLICY

@@ -87,14 +87,21 @@ class TaskSpec:
     items: str = "one"
     destination: str = "matching_slot"
 
-    def resolve(self, rng: np.random.Generator) -> tuple[tuple[Goal, ...], str]:
-        """Draw the subgoals and the instruction text (deterministic given the generator state)."""
+    def resolve(self, rng: np.random.Generator, target: str | None = None) -> tuple[tuple[Goal, ...], str]:
+        """Draw the subgoals and the instruction text (deterministic given the generator state).
+
+        ``target`` fixes the item of a single-item task (same scene, another instruction)."""
         if self.items == "one":
-            names: tuple[str, ...] = (ITEM_NAMES[int(rng.integers(len(ITEM_NAMES)))],)
+            drawn = ITEM_NAMES[int(rng.integers(len(ITEM_NAMES)))]
+            if target is not None and target not in ITEMS:
+                raise ValueError(f"unknown item {target!r}; known: {', '.join(ITEMS)}")
+            names: tuple[str, ...] = (target or drawn,)
         elif self.items == "all":
             names = ITEM_NAMES
         else:
             raise ValueError(f"task {self.name!r}: unknown item selection {self.items!r}")
+        if target is not None and self.items != "one":
+            raise ValueError(f"task {self.name!r} has no single target to choose")
         goals = tuple(Goal(n, ITEMS[n].slot if self.destination == "matching_slot" else "bin") for n in names)
         template = self.instructions[int(rng.integers(len(self.instructions)))]
         return goals, template.format(item=ITEMS[names[0]].label)

@@ -271,9 +271,10 @@ class SimWorld:
         self.reset("pick_place", 0)
 
     # ------------------------------------------------------------------ episode
-    def reset(self, task: str, seed: int, variation: float = 1.0) -> None:
+    def reset(self, task: str, seed: int, variation: float = 1.0, target: str | None = None) -> None:
         """Arms to home (small jitter), items shuffled into bin lanes with random offsets and yaw; deterministic per
-        (task, seed, variation). ``variation`` scales the item pose offsets (``ITEM_SPREAD``; 1.0 = deployment).
+        (task, seed, variation). ``variation`` scales the item pose offsets (``ITEM_SPREAD``; 1.0 = deployment);
+        ``target`` names the item of a single-item task (the same scene with another instruction).
         Sets ``task``, ``goals`` and ``instruction``."""
         if not 0.0 <= variation <= 1.5:
             raise ValueError(f"variation must be in [0, 1.5], got {variation}")
@@ -298,7 +299,7 @@ class SimWorld:
             adr = self.item_qadr[n]
             d.qpos[adr : adr + 3] = (x, y, it.half_height + 0.0005)
             d.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
-        self.goals, self.instruction = spec.resolve(rng)
+        self.goals, self.instruction = spec.resolve(rng, target)
         self.task = spec
         self.seed = int(seed)
         self.variation = float(variation)
