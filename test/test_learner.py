@@ -195,7 +195,7 @@ def test_gate_rejection_keeps_the_deployed_version(tiny_store, tmp_path):
     assert learner.poll() is None and list_versions(root / "policies") == [0]
     # The round still counts (a synchronous fleet moves on with the deployed version).
     assert learner.status() | {"buffer_steps": 0} == {"round": 1, "version": 0, "accepted": False, "algo": "lwd",
-                                                      "buffer_steps": 0}
+                                                      "buffer_steps": 0, "quarantined": []}
     gate = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()][-1]
     assert gate["phase"] == "gate" and gate["gate/accepted"] == 0.0
 

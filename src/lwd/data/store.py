@@ -5,6 +5,7 @@ Layout::
     <root>/episodes/<robot>/<episode_id>/   rosbag2 directory + episode.json (see lwd.data.bag)
     <root>/policies/                        checkpoints (written by the learner, not here)
     <root>/quarantine/                      unrecoverable episode directories / stray files (+ .reason.txt)
+    <root>/quarantine/policies/             corrupt checkpoints (lwd.policy.checkpoint.latest_valid_checkpoint)
     <root>/index.sqlite                     index (WAL mode; several processes may use it at once)
 
 ``scan()`` registers complete episodes (those with episode.json); incomplete ones older than ``stale_s`` are
@@ -309,7 +310,12 @@ class ExperienceStore:
         return read_episode(path, meta=meta)
 
     def quarantined(self) -> list[Path]:
-        return sorted(p for p in self._listdir(self.quarantine_dir) if not p.name.endswith(".reason.txt"))
+        """Quarantined episodes and stray files, and checkpoints (``quarantine/policies/``, see lwd.policy)."""
+        policies = self.quarantine_dir / "policies"
+        entries = [p for p in self._listdir(self.quarantine_dir) if p != policies]
+        if policies.is_dir():
+            entries += self._listdir(policies)
+        return sorted(p for p in entries if not p.name.endswith(".reason.txt"))
 
     def summary(self) -> dict:
         with self._db() as db:

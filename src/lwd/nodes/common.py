@@ -134,11 +134,14 @@ class HealthPublisher:
 
     The status is named ``<namespace>/<node>`` (e.g. ``robot0/arm_driver``) with ``hardware_id`` = the robot, so
     ``ros2 topic echo /diagnostics`` shows every node of the fleet; rejections are logged per reason, rate-limited.
+    :meth:`reject` and :meth:`publish` may be called from different threads (e.g. a node's worker thread counts
+    rejections while the executor publishes); set values on ``health`` from the executor thread only.
     """
 
     def __init__(self, node: Node, hardware_id: str = "", period_s: float = 1.0, log_every_s: float = 5.0) -> None:
         self.node = node
         self.health = Health(log_every_s=log_every_s)
+        self._lock = threading.Lock()
         self.name = node.get_fully_qualified_name().lstrip("/")
         self.hardware_id = hardware_id or node.get_namespace().strip("/")
         self.pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -146,12 +149,20 @@ class HealthPublisher:
 
     def reject(self, reason: str, detail: str = "") -> None:
         """Count a rejected input under ``reason``; log it unless this reason was logged moments ago."""
-        if self.health.reject(reason):
+        with self._lock:
+            log_now = self.health.reject(reason)
             n = self.health.rejected[reason]
+        if log_now:
             self.node.get_logger().warning(f"rejected ({reason}, {n} so far): {detail or reason}")
 
+    def rejected_counts(self) -> dict[str, int]:
+        """A copy of the per-reason rejection counters (thread-safe)."""
+        with self._lock:
+            return dict(self.health.rejected)
+
     def publish(self) -> None:
-        r = self.health.report()
+        with self._lock:
+            r = self.health.report()
         status = DiagnosticStatus(level=bytes([r.level]), name=self.name, message=r.message,
                                   hardware_id=self.hardware_id,
                                   values=[KeyValue(key=k, value=v) for k, v in r.values])

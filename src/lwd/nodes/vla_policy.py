@@ -6,7 +6,11 @@ chunk (JointTrajectory tagged ``policy/v<N>`` in header.frame_id) with ``header.
 observation it was computed from: the arm driver executes it on that time base and skips what is already past.
 How a new chunk meets the one in flight is the ``chunk_mode`` parameter (replace / blend / rtc, see chunking).
 Announced checkpoints are loaded and verified by one :class:`lwd.policy.hotswap.PolicyLoader` worker (a newer
-announcement supersedes an older one still loading) and swapped only between chunks.
+announcement supersedes an older one still loading) and swapped only between chunks. A checkpoint's identity is
+(version, sha256), and only checkpoints that resolve to ``<store>/policies/v<version>`` are adopted
+(:func:`lwd.policy.checkpoint.resolve_announced`); at start the node runs the newest *valid* version of its store
+(:func:`lwd.policy.checkpoint.latest_valid_checkpoint` quarantines corrupt newer ones). Rejections are counted per
+reason on ``/diagnostics`` and in ``policy/status``.
 """
 
 from __future__ import annotations
@@ -23,19 +27,21 @@ from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from lwd.control.chunking import DEFAULT_MODE, ChunkScheduler, ObservationGate
+from lwd.control.health import ERROR, OK, WARN, Rejected, reorder_joints
 from lwd.nodes.common import (
     FLEET_POLICY_TOPIC,
     LATCHED_QOS,
     RELIABLE_QOS,
     SENSOR_QOS,
+    HealthPublisher,
     image_to_numpy,
     json_msg,
     numpy_to_trajectory,
     parse_json,
     run_node,
 )
-from lwd.policy.checkpoint import CheckpointError, latest_version, load_checkpoint, version_dir
-from lwd.policy.hotswap import Announcement, PolicyLoader
+from lwd.policy.checkpoint import CheckpointError, latest_valid_checkpoint, load_checkpoint, resolve_announced
+from lwd.policy.hotswap import Announcement, PolicyLoader, supersedes
 from lwd.policy.inference import VLAPolicy
 from lwd.robot import CONTROL_DT, JOINT_NAMES
 
@@ -44,6 +50,7 @@ class VLAPolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("vla_policy")
         self.store = Path(self.declare_parameter("store", "lwd_store").value).expanduser()
+        self.policies = self.store / "policies"  # the only place announced checkpoints are adopted from
         checkpoint = self.declare_parameter("checkpoint", "").value
         self.exec_steps = int(self.declare_parameter("exec_steps", 5).value)
         self.dt = float(self.declare_parameter("control_dt", CONTROL_DT).value)
@@ -58,7 +65,9 @@ class VLAPolicyNode(Node):
         seed = int(self.declare_parameter("seed", 0).value)
         self.joint_names = list(JOINT_NAMES)
         self.policy: VLAPolicy | None = None
-        self.rejected: list[dict] = []
+        self.rejected: list[dict] = []  # the latest rejected announcements (version, code, reason)
+        self.quarantined: list[dict] = []  # corrupt versions moved aside when the initial policy was chosen
+        self.diag = HealthPublisher(self)
         self.image: tuple[float, np.ndarray] | None = None  # (stamp s, image)
         self.qpos: tuple[float, np.ndarray] | None = None
         self.instruction = ""
@@ -71,16 +80,10 @@ class VLAPolicyNode(Node):
         self.torch_seed = seed
         self._closed = False
 
-        path = Path(checkpoint) if checkpoint else None
-        if path is None and (v := latest_version(self.store / "policies")) is not None:
-            path = version_dir(self.store / "policies", v)
-        if path is not None:
-            try:
-                self.policy = VLAPolicy.from_checkpoint(load_checkpoint(path), exec_steps=self.exec_steps)
-            except CheckpointError as e:
-                self.get_logger().error(f"initial checkpoint rejected: {e}")
+        self._initial_policy(checkpoint)
+        self._update_health()
         self.loader: PolicyLoader[VLAPolicy] = PolicyLoader(
-            self._load, current_version=self.version, on_error=self._on_load_error,
+            self._load, current_version=self.version, current_sha256=self.sha256, on_error=self._on_load_error,
             on_superseded=lambda a: self.get_logger().info(f"policy v{a.version} superseded while loading"))
 
         self.traj_pub = self.create_publisher(JointTrajectory, "policy/joint_trajectory", RELIABLE_QOS)
@@ -91,7 +94,7 @@ class VLAPolicyNode(Node):
         self.create_subscription(String, "episode/event", self._on_event, RELIABLE_QOS)
         self.create_subscription(Bool, "teleop/engaged", self._on_engaged, LATCHED_QOS)
         self.create_subscription(String, FLEET_POLICY_TOPIC, self._on_fleet_policy, LATCHED_QOS)
-        self.create_timer(1.0, self._publish_status)
+        self.create_timer(1.0, self._on_timer)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self.thread.start()
@@ -101,6 +104,26 @@ class VLAPolicyNode(Node):
     @property
     def version(self) -> int:
         return self.policy.version if self.policy is not None else -1
+
+    @property
+    def sha256(self) -> str | None:
+        return getattr(self.policy, "sha256", None)
+
+    def _initial_policy(self, checkpoint: str) -> None:
+        """The ``checkpoint`` parameter if set (the operator's choice), else the newest valid version of the store."""
+        if checkpoint:
+            try:
+                self.policy = VLAPolicy.from_checkpoint(load_checkpoint(Path(checkpoint)), exec_steps=self.exec_steps)
+            except CheckpointError as e:
+                self.diag.reject(e.reason, f"initial checkpoint {checkpoint}: {e}")
+            return
+        found = latest_valid_checkpoint(self.policies)
+        self.quarantined = [q.to_dict() for q in found.quarantined]
+        for q in found.quarantined:
+            self.get_logger().error(f"policy v{q.version} is corrupt ({q.reason}: {q.detail}); quarantined to "
+                                    f"{q.to or 'elsewhere by another process'}; falling back to an older version")
+        if found.checkpoint is not None:
+            self.policy = VLAPolicy.from_checkpoint(found.checkpoint, exec_steps=self.exec_steps)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -115,17 +138,15 @@ class VLAPolicyNode(Node):
         try:
             self.image = (self._stamp(msg.header), image_to_numpy(msg))
         except ValueError as e:
-            self.get_logger().warning(f"dropped image: {e}", throttle_duration_sec=5.0)
+            self.diag.reject("bad_image", f"camera/image_raw: {e}")
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            idx = [list(msg.name).index(n) for n in self.joint_names]
-            q = np.asarray(msg.position, dtype=np.float32)[idx]
-        except (ValueError, IndexError):
-            self.get_logger().warning("joint_states do not carry lwd's joints", throttle_duration_sec=5.0)
+            q = reorder_joints(msg.name, msg.position, self.joint_names).astype(np.float32)
+        except Rejected as e:
+            self.diag.reject(e.reason, f"joint_states: {e}")
             return
-        if np.isfinite(q).all():
-            self.qpos = (self._stamp(msg.header), q)
+        self.qpos = (self._stamp(msg.header), q)
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
@@ -153,34 +174,43 @@ class VLAPolicyNode(Node):
             note = parse_json(msg)
             ann = Announcement(int(note["version"]), str(note["uri"]), str(note["sha256"]))
         except (ValueError, KeyError, TypeError) as e:
-            self.get_logger().warning(f"bad /fleet/policy notice: {e}")
+            self.diag.reject("bad_notice", f"/fleet/policy notice: {e}")
+            return
+        try:  # cheap path check before anything is read: only this store's policies/v<N> is trusted
+            resolve_announced(self.policies, ann.uri, ann.version)
+        except CheckpointError as e:
+            self._reject(ann, e)
             return
         if self.loader.announce(ann):
             self.get_logger().info(f"policy v{ann.version} announced; loading in the background")
 
     def _load(self, ann: Announcement) -> VLAPolicy:
         """Loader worker: load and verify one announced checkpoint (raises CheckpointError to reject it)."""
-        path = Path(ann.uri.removeprefix("file://"))
-        if not path.is_absolute():
-            path = self.store / path
+        path = resolve_announced(self.policies, ann.uri, ann.version)  # again: a link may have changed since
         policy = self.policy
         ckpt = load_checkpoint(path, expected_sha256=ann.sha256,
                                expected_config=policy.cfg if policy is not None else None)
         if ckpt.version != ann.version:
-            raise CheckpointError(f"{path}: manifest version {ckpt.version} != announced {ann.version}")
+            raise CheckpointError(f"{path}: manifest version {ckpt.version} != announced {ann.version}",
+                                  "version_mismatch")
         new = VLAPolicy.from_checkpoint(ckpt, exec_steps=self.exec_steps)
         self.get_logger().info(f"policy v{ann.version} verified; swapping at the next chunk boundary")
         return new
 
     def _on_load_error(self, ann: Announcement, e: BaseException) -> None:
-        self.get_logger().error(f"rejected policy v{ann.version}: {e}; keeping v{self.version}")
-        self.rejected.append({"version": ann.version, "reason": str(e)})
+        self._reject(ann, e)
+
+    def _reject(self, ann: Announcement, e: BaseException) -> None:
+        """Count (per reason), log (rate-limited per reason) and report a rejected announcement; any thread."""
+        code = getattr(e, "reason", type(e).__name__)
+        self.diag.reject(code, f"policy v{ann.version} from {ann.uri}: {e}; keeping v{self.version}")
+        self.rejected = [*self.rejected[-19:], {"version": ann.version, "code": code, "reason": str(e)}]
         self._publish_status()
 
     def _swap_if_ready(self) -> None:
         """Between chunks (nothing in flight from the inference thread): adopt a verified newer policy."""
         ready = self.loader.take()
-        if ready is not None and ready[0].version > self.version:
+        if ready is not None and supersedes(ready[0].version, ready[0].sha256, (self.version, self.sha256)):
             old, self.policy = self.version, ready[1]
             self.get_logger().info(f"hot-swapped policy v{old} -> v{self.version}")
             self._publish_status()
@@ -242,13 +272,36 @@ class VLAPolicyNode(Node):
             return None
         return {"image": img[1], "qpos": q[1], "instruction": self.instruction}, t_obs
 
+    def _on_timer(self) -> None:
+        self._update_health()
+        self._publish_status()
+
+    def _update_health(self) -> None:
+        """The node's view of itself for /diagnostics (executor thread only)."""
+        h = self.diag.health
+        worst = max((q["version"] for q in self.quarantined), default=-1)
+        if self.policy is None:
+            h.set_status(ERROR, "no valid policy: waiting for an announcement from the learner")
+        elif self.version < worst:
+            gone = ", ".join(f"v{q['version']} ({q['reason']})" for q in self.quarantined)
+            h.set_status(WARN, f"running v{self.version}: fell back, quarantined {gone}")
+        else:
+            h.set_status(OK, f"running v{self.version}")
+        h.set_value("version", self.version)
+        h.set_value("sha256", self.sha256 or "")
+        h.set_value("quarantined", ",".join(f"v{q['version']}:{q['reason']}" for q in self.quarantined))
+        h.set_value("chunks", self.sched.chunks)
+        h.set_value("chunk_mode", self.sched.mode)
+        h.set_value("active", self.active)
+
     def _publish_status(self) -> None:
         ms = float(np.mean(self.infer_ms)) if self.infer_ms else None
         delay = float(np.mean(self.delay_ms)) if self.delay_ms else None
         self.status_pub.publish(json_msg(
-            version=self.version, sha256=getattr(self.policy, "sha256", None), chunks=self.sched.chunks,
+            version=self.version, sha256=self.sha256, chunks=self.sched.chunks,
             inference_ms=ms, obs_to_chunk_ms=delay, chunk_mode=self.sched.mode, stale_chunks=self.sched.stale,
             active=self.active, engaged=self.engaged, rejected=self.rejected[-3:],
+            rejected_counts=self.diag.rejected_counts(), quarantined=self.quarantined,
         ))
 
     def close(self) -> None:

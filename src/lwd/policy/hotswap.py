@@ -1,11 +1,12 @@
 """Ordered background loading of announced checkpoints (ROS-free): the hot-swap logic of ``vla_policy``.
 
-One worker thread per robot loads and verifies what the learner announces, one checkpoint at a time. Versions only
-go up: an announcement not newer than everything announced before is ignored, and a newer announcement supersedes
-an older one that is still queued or loading (the older result is discarded when it finishes, so v2 finishing
-after v3 was announced never swaps in). A rejected checkpoint does not raise the bar: after a bogus v99 fails
-verification, v1 is still accepted (the same bogus notice again is ignored). The inference thread ``take()``s a
-verified policy between chunks.
+One worker thread per robot loads and verifies what the learner announces, one checkpoint at a time. A checkpoint's
+identity is (version, sha256). Versions only go up: an announcement older than everything announced before is
+ignored, and so is the same identity again; the same version with a different sha256 is a different checkpoint and
+is loaded (the store's ``v<N>`` was replaced). A newer announcement supersedes an older one that is still queued or
+loading (the older result is discarded when it finishes, so v2 finishing after v3 was announced never swaps in).
+A rejected checkpoint does not raise the bar: after a bogus v99 fails verification, v1 is still accepted (the same
+bogus notice again is ignored). The inference thread ``take()``s a verified policy between chunks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Announcement", "PolicyLoader"]
+__all__ = ["Announcement", "PolicyLoader", "supersedes"]
 
 T = TypeVar("T")
 
@@ -29,26 +30,41 @@ class Announcement:
     sha256: str
 
 
+def supersedes(version: int, sha256: str | None, current: tuple[int, str | None]) -> bool:
+    """Whether checkpoint (version, sha256) replaces ``current`` = (version, sha256 or None if unknown).
+
+    A higher version does; the same version does when both hashes are known and differ.
+    """
+    cur_v, cur_sha = current
+    if version != cur_v:
+        return version > cur_v
+    return cur_sha is not None and sha256 is not None and sha256 != cur_sha
+
+
 class PolicyLoader(Generic[T]):
     """Loads announced checkpoints on one worker thread, newest wins.
 
     Args:
         load: ``load(announcement) -> policy``; raises on a checkpoint that must be rejected. Runs on the worker.
-        current_version: version already running (announcements up to it are ignored).
+        current_version: version already running (older announcements are ignored).
+        current_sha256: its sha256 (an announcement of the same version with another sha256 is loaded); None:
+            unknown, the same version is ignored.
         on_error: ``on_error(announcement, exception)`` after a failed load (worker thread).
         on_superseded: ``on_superseded(announcement)`` when a finished load was discarded for a newer one.
     """
 
     def __init__(self, load: Callable[[Announcement], T], current_version: int = -1,
+                 current_sha256: str | None = None,
                  on_error: Callable[[Announcement, BaseException], None] | None = None,
                  on_superseded: Callable[[Announcement], None] | None = None, name: str = "policy-loader") -> None:
         self._load = load
         self._on_error = on_error
         self._on_superseded = on_superseded
         self._cv = threading.Condition()
-        self._newest = int(current_version)  # highest version running, loaded, queued or loading
-        self._good = int(current_version)  # highest version running or loaded
-        self._rejected: set[tuple[int, str]] = set()
+        # identities (version, sha256)
+        self._newest = (int(current_version), current_sha256)  # newest running, loaded, queued or loading
+        self._good = (int(current_version), current_sha256)  # newest running or loaded
+        self._rejected: set[Announcement] = set()
         self._queued: Announcement | None = None
         self._loading: Announcement | None = None
         self._ready: tuple[Announcement, T] | None = None
@@ -62,14 +78,14 @@ class PolicyLoader(Generic[T]):
     @property
     def newest(self) -> int:
         """Highest version announced (or running at start)."""
-        return self._newest
+        return self._newest[0]
 
     def announce(self, ann: Announcement) -> bool:
-        """Queue ``ann`` if it is newer than every earlier announcement; returns whether it was queued."""
+        """Queue ``ann`` if it supersedes every earlier announcement; returns whether it was queued."""
         with self._cv:
-            if self._closed or ann.version <= self._newest or (ann.version, ann.sha256) in self._rejected:
+            if self._closed or ann in self._rejected or not supersedes(ann.version, ann.sha256, self._newest):
                 return False
-            self._newest = ann.version
+            self._newest = (ann.version, ann.sha256)
             self._queued = ann  # replaces an older one not started yet
             self._cv.notify_all()
             return True
@@ -115,17 +131,17 @@ class PolicyLoader(Generic[T]):
                 error = e
             with self._cv:
                 self._loading = None
-                stale = self._closed or ann.version < self._newest
+                stale = self._closed or (ann.version, ann.sha256) != self._newest
                 if stale and error is None:
                     self.superseded += 1
                 elif error is not None:
                     self.failed += 1
-                    self._rejected.add((ann.version, ann.sha256))
+                    self._rejected.add(ann)
                     if self._queued is None:  # nothing newer pending: older versions are welcome again
                         self._newest = self._good
                 else:
                     self.loaded += 1
-                    self._good = max(self._good, ann.version)
+                    self._good = (ann.version, ann.sha256)
                     self._ready = (ann, result)
                 self._cv.notify_all()
             if error is not None and self._on_error is not None:

@@ -28,7 +28,13 @@ import numpy as np
 import torch
 
 from lwd.data.store import ExperienceStore
-from lwd.policy.checkpoint import latest_version, load_checkpoint, save_checkpoint, version_dir
+from lwd.policy.checkpoint import (
+    latest_valid_checkpoint,
+    latest_version,
+    load_checkpoint,
+    save_checkpoint,
+    version_dir,
+)
 from lwd.policy.model import FlowVLA
 from lwd.rl.algorithms import ALGORITHMS, make_algorithm
 from lwd.rl.dataset import ChunkBuffer
@@ -119,10 +125,14 @@ class Learner:
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        v = latest_version(self.policies)
-        if v is None:
-            raise FileNotFoundError(f"no policy in {self.policies}: run `lwd pretrain` first")
-        ckpt = load_checkpoint(version_dir(self.policies, v))
+        # The newest *valid* version: corrupt newer ones are quarantined (status() lists them).
+        ckpt, quarantined = latest_valid_checkpoint(self.policies)
+        self.quarantined = [q.to_dict() for q in quarantined]
+        for q in quarantined:
+            log.error("learner: v%d is corrupt (%s); quarantined to %s; falling back", q.version, q.detail, q.to)
+        if ckpt is None:
+            raise FileNotFoundError(f"no valid policy in {self.policies}: run `lwd pretrain` first")
+        v = ckpt.version
         self.version = ckpt.version
         self.sha256 = ckpt.sha256
         self.model: FlowVLA = ckpt.model.eval()
@@ -318,7 +328,8 @@ class Learner:
     def status(self) -> dict:
         """What the learner node publishes on /fleet/learner/status after every round (accepted or not)."""
         return {"round": self.rounds_done, "version": self.version, "accepted": self.last_accepted,
-                "algo": self.cfg.algo, "buffer_steps": self._buffer_steps()}
+                "algo": self.cfg.algo, "buffer_steps": self._buffer_steps(),
+                "quarantined": self.quarantined}
 
     def announcement(self) -> dict:
         """What the learner node publishes on /fleet/policy."""
