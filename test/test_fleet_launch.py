@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_fleet_round_trip(fleet):
         assert _spin_until(ex, lambda: any(tag.startswith("policy/") for _, tag in cmds), 60), "no policy command seen"
         children.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
 
-        # 2a. A bad checkpoint announcement (sha256 mismatch) is rejected; the robot keeps running v0.
+        # 2a. A bad checkpoint announcement (v99 naming v0's directory, wrong sha256) is rejected; the robot keeps v0.
         bogus = node.create_publisher(String, "/fleet/policy", LATCHED_QOS)
         bogus.publish(String(data=json.dumps(
             {"version": 99, "uri": str(store / "policies" / "v0"), "sha256": "0" * 64})))
@@ -130,6 +131,20 @@ def test_fleet_round_trip(fleet):
             ex, lambda: any(r.get("version") == 99 for r in status.get("robot0", {}).get("rejected", [])), 30), \
             f"bogus policy not rejected: {status}"
         assert status["robot0"]["version"] == 0
+
+        # 2a'. A valid copy of v0 announced as v50 from outside the store's policies/ (e.g. /tmp) is rejected by every
+        # robot before it is read, counted per reason on /diagnostics; the robots stay on v0.
+        outside = store.parent / "outside" / "v50"
+        shutil.copytree(store / "policies" / "v0", outside)
+        manifest = json.loads((outside / "manifest.json").read_text())
+        (outside / "manifest.json").write_text(json.dumps({**manifest, "version": 50}))
+        bogus.publish(String(data=json.dumps({"version": 50, "uri": str(outside), "sha256": manifest["sha256"]})))
+        assert _spin_until(ex, lambda: all(counter(f"{r}/vla_policy", "rejected/outside_store") >= 1
+                                           for r in ("robot0", "robot1")), 30), \
+            f"outside-store checkpoint not rejected: {diags.get('robot0/vla_policy')} {diags.get('robot1/vla_policy')}"
+        assert _spin_until(ex, lambda: all(status[r].get("rejected_counts", {}).get("outside_store", 0) >= 1
+                                           for r in ("robot0", "robot1")), 10), status
+        assert all(status[r]["version"] == 0 for r in ("robot0", "robot1")), status
 
         # 2b. A malformed command (NaN) is rejected without killing the driver, and counted on /diagnostics.
         bad = numpy_to_trajectory(np.full((1, 14), np.nan), 0.1, JOINT_NAMES, "policy/v0",
@@ -150,7 +165,7 @@ def test_fleet_round_trip(fleet):
         assert _spin_until(ex, nan_counted, 30), \
             f"NaN sim/state not counted: {diags.get('robot0/camera_driver')} {diags.get('robot0/teleop')}"
         # Every robot node reports its health.
-        nodes = ("arm_driver", "camera_driver", "teleop", "episode_recorder")
+        nodes = ("arm_driver", "camera_driver", "teleop", "episode_recorder", "vla_policy")
         assert _spin_until(ex, lambda: all(f"{r}/{n}" in diags for r in ("robot0", "robot1") for n in nodes), 20), \
             sorted(diags)
 
