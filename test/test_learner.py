@@ -206,3 +206,17 @@ def test_background_updates_while_waiting(tiny_store, tmp_path):
     learner = Learner(ExperienceStore(root), _cfg(min_new_episodes=5, background_updates=3))
     assert learner.poll() is None and learner.poll() is None
     assert learner.total_updates == 6 and list_versions(root / "policies") == [0]  # trains, publishes nothing
+
+
+def test_no_version_reuse_after_quarantine(tiny_store, tmp_path):
+    """v1 corrupt -> quarantined, the learner falls back to v0 and publishes v2, never a second v1."""
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    shutil.copytree(root / "policies" / "v0", root / "policies" / "v1")
+    (root / "policies" / "v1" / "model.safetensors").write_bytes(b"\xff" * 64)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, _cfg())
+    assert learner.version == 0 and learner.status()["quarantined"]
+    _fleet_bags(store, cfg, 2, "a")
+    assert learner.poll() == 2 and list_versions(root / "policies") == [0, 2]

@@ -306,7 +306,7 @@ class Learner:
             log.info("learner: candidate rejected by the gate: %s", evidence)
             self._save_state()
             return None
-        new = max(self.version, latest_version(self.policies) or 0) + 1  # never reuse a version number
+        new = self._next_version()
         path = save_checkpoint(
             self.policies, self.model, new,
             extra={"parent": self.version, "algo": self.cfg.algo, "new_episodes": episodes,
@@ -324,6 +324,16 @@ class Learner:
         log.info("learner: published v%d (%d new episodes, %d steps in buffer, gate %s)", new, episodes,
                  len(self.buffer), {k: round(v, 3) for k, v in evidence.items()})
         return new
+
+    def _next_version(self) -> int:
+        """One above every version ever used here: published, quarantined, or recorded in state.json."""
+        import re
+
+        used = [self.version, latest_version(self.policies) or 0, int(self._load_state().get("version", 0))]
+        qdir = self.store.root / "quarantine" / "policies"
+        if qdir.is_dir():
+            used += [int(m.group(1)) for d in qdir.iterdir() if (m := re.match(r"^v(\d+)__", d.name))]
+        return max(used) + 1
 
     def status(self) -> dict:
         """What the learner node publishes on /fleet/learner/status after every round (accepted or not)."""
