@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from lwd.data.bag import write_steps_bag
-from lwd.data.schema import CONTROL_DT_NS, EpisodeMeta, EpisodeSteps
+from lwd.data.schema import CONTROL_DT_NS, SOURCE_POLICY, EpisodeMeta, EpisodeSteps
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version, save_checkpoint
 from lwd.policy.model import FlowVLA, PolicyConfig
@@ -68,7 +68,7 @@ def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int, source: str = 
     )
     return EpisodeSteps(
         images=ro.images, qpos=ro.qpos, actions=ro.actions, source=ro.source,
-        policy_version=np.where(np.asarray(ro.source) == 0, version, -1).astype(np.int32),
+        policy_version=np.where(np.asarray(ro.source) == SOURCE_POLICY, version, -1).astype(np.int32),
         t_ns=t0_ns + CONTROL_DT_NS * np.arange(t, dtype=np.int64), meta=meta,
     )
 

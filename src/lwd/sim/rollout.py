@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from lwd.data.schema import SOURCE_EXPERT, SOURCE_POLICY, SOURCE_TELEOP
 from lwd.sim.expert import ScriptedExpert
 from lwd.sim.operator import ScriptedOperator
 from lwd.sim.tasks import get_task
@@ -29,9 +30,8 @@ __all__ = [
     "collect_demos",
 ]
 
-SOURCE_POLICY = 0
-SOURCE_OPERATOR = 1
-SOURCE_EXPERT = 2
+# Step source codes: the one definition is lwd.data.schema's SOURCE_*; the names here are kept for importers.
+SOURCE_OPERATOR = SOURCE_TELEOP  # a scripted operator's intervention is recorded as teleop
 SETTLE_STEPS = 3  # control steps recorded after success is first detected
 
 
@@ -50,7 +50,7 @@ class EpisodeRollout:
     images: np.ndarray  # (T, S, S, 3) uint8
     qpos: np.ndarray  # (T, 14) float32
     actions: np.ndarray  # (T, 14) float32, the executed (clipped) targets
-    source: np.ndarray  # (T,) int8: 0 policy, 1 operator/teleop, 2 expert demo
+    source: np.ndarray  # (T,) int8: lwd.data.schema SOURCE_POLICY / SOURCE_TELEOP (operator) / SOURCE_EXPERT
     success: bool
     task: str
     instruction: str
@@ -127,7 +127,7 @@ def run_episode(
                 if dec.event == "takeover":
                     interventions += 1
             if dec.engaged and dec.action is not None:
-                action, src = dec.action, SOURCE_OPERATOR
+                action, src = dec.action, SOURCE_TELEOP
                 chunk.clear()
         if action is None:
             if not chunk:
