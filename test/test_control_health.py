@@ -12,6 +12,7 @@ from lwd.control.health import (
     Health,
     Rejected,
     check_finite_vector,
+    joint_order,
     reorder_joints,
 )
 
@@ -87,6 +88,7 @@ def test_reorder_joints():
     cases = [
         ((["a"], [1.0], ["a", "b"]), "bad_joint_names"),
         ((["a", "a", "b"], [1.0, 1.0, 2.0], ["a", "b"]), "bad_joint_names"),
+        (([], [1.0, 2.0], ["a", "b"]), "bad_joint_names"),
         ((["a", "b"], [1.0], ["a", "b"]), "bad_shape"),
         ((["a", "b"], [1.0, float("nan")], ["a", "b"]), "nan_state"),
     ]
@@ -94,3 +96,29 @@ def test_reorder_joints():
         with pytest.raises(Rejected) as e:
             reorder_joints(*args)
         assert e.value.reason == reason, args
+    with pytest.raises(Rejected) as e:
+        reorder_joints(["a", "b", "c"], [1.0, 2.0, 3.0], ["a", "b"], extra="reject")
+    assert e.value.reason == "bad_joint_names" and "c" in str(e.value)
+    with pytest.raises(Rejected) as e:
+        reorder_joints(["a", "b"], [1.0, float("inf")], ["a", "b"], what="velocity")
+    assert e.value.reason == "nan_velocity"
+
+
+def test_joint_order_defined_behaviour():
+    arm = ["a", "b", "c"]
+    assert joint_order(["c", "a", "b"], arm) == [1, 2, 0]  # any order
+    assert joint_order(["x", "c", "b", "a"], arm) == [3, 2, 1]  # extra joints ignored by default
+    assert joint_order(["c", "b", "a"], arm, extra="reject") == [2, 1, 0]
+    refused = [
+        ([], {}),  # unnamed: ambiguous
+        (["a", "b"], {}),  # missing
+        (["a", "b", "c", "a"], {}),  # named twice (even with all present)
+        (["a", "b", "c", "x"], {"extra": "reject"}),  # a joint the arm does not have
+        (["a", "b", "b"], {"extra": "reject"}),
+    ]
+    for names, kw in refused:
+        with pytest.raises(Rejected) as e:
+            joint_order(names, arm, **kw)
+        assert e.value.reason == "bad_joint_names", names
+    with pytest.raises(ValueError):
+        joint_order(arm, arm, extra="keep")

@@ -98,3 +98,23 @@ def test_arm_driver_records_what_is_left_of_a_late_chunk():
     _drop_elapsed(msg, 0.25)  # arrived 250 ms after its observation: points 0, 1 ended, point 2 is half done
     pos, times = trajectory_to_numpy(msg, JOINT_NAMES)
     assert np.allclose(pos[:, 0], [2, 3, 4]) and np.allclose(times, [0.05, 0.15, 0.25])
+
+
+def test_trajectory_to_numpy_reorders_by_name_and_refuses_unnamed_or_unknown_joints():
+    pytest.importorskip("rclpy")
+    from builtin_interfaces.msg import Time
+
+    from lwd.control.health import Rejected
+    from lwd.nodes.common import numpy_to_trajectory, trajectory_to_numpy
+    from lwd.robot import JOINT_NAMES
+
+    q = np.arange(14.0)
+    names = list(JOINT_NAMES)[::-1]
+    pos, _ = trajectory_to_numpy(numpy_to_trajectory(q[::-1][None], 0.1, names, "teleop", Time()), JOINT_NAMES)
+    assert np.array_equal(pos[0], q)
+    for bad in ([], [*names[:-1], "head_pan"], [*names, "head_pan"], [*names[:-1], names[0]]):
+        msg = numpy_to_trajectory(q[None], 0.1, JOINT_NAMES, "teleop", Time())
+        msg.joint_names = bad
+        with pytest.raises(Rejected) as e:
+            trajectory_to_numpy(msg, JOINT_NAMES)
+        assert e.value.reason == "bad_joint_names", bad

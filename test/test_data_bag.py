@@ -171,6 +171,38 @@ def test_namespaced_topics_are_canonicalized(tmp_path):
     assert_same_steps(read_episode(path), steps)
 
 
+def test_joint_names_reordered_as_the_nodes_do(tmp_path):
+    """Recorded joint_states/commands in another joint order read back in JOINT_NAMES order (lwd.control.health.
+    joint_order): extra joints in joint_states are ignored, a command naming a joint the arm lacks is skipped."""
+    from lwd.data.schema import JOINT_NAMES
+
+    steps = make_steps(T=6)
+    perm = np.arange(N_JOINTS)[::-1]  # recorded order: JOINT_NAMES reversed
+    names = [JOINT_NAMES[i] for i in perm]
+    path = tmp_path / "ep"
+    with EpisodeBagWriter(path, steps.meta) as w:
+        t0 = int(steps.t_ns[0])
+        w.write_msg("episode/event", t0, string_msg(event_json("start", episode_id="ep0", robot="r0")))
+        for k in range(6):
+            t = int(steps.t_ns[k])
+            w.write_msg("camera/image_raw", t, image_msg(t, steps.images[k]))
+            w.write_msg("joint_states", t, joint_state_msg(t, [*steps.qpos[k][perm], 99.0],
+                                                           names=[*names, "head_pan"]))
+            if k != 4:
+                w.write_msg("cmd/joint_trajectory", t, trajectory_msg(t, steps.actions[k:k + 1, perm], "expert",
+                                                                      names=names))
+            if k == 3:  # a command with an unknown joint in place of one of the arm's: skipped, step 3's holds
+                bad = [*names[:-1], "head_pan"]
+                w.write_msg("cmd/joint_trajectory", t + 1, trajectory_msg(t + 1, np.zeros((1, N_JOINTS)), "expert",
+                                                                          names=bad))
+        w.write_msg("episode/event", t0 + 6 * CONTROL_DT_NS, string_msg(event_json("end", outcome="success")))
+    out = read_episode(path)
+    np.testing.assert_array_equal(out.qpos, steps.qpos)
+    expected = steps.actions.copy()
+    expected[4] = steps.actions[3]
+    np.testing.assert_array_equal(out.actions, expected)
+
+
 def test_writer_guards(tmp_path):
     path = tmp_path / "ep"
     path.mkdir()

@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = [
     "OK", "WARN", "ERROR", "STALE", "LEVEL_NAMES", "Rejected", "HealthReport", "Health",
-    "check_finite_vector", "reorder_joints",
+    "check_finite_vector", "joint_order", "reorder_joints",
 ]
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
@@ -127,22 +127,51 @@ def check_finite_vector(data: Sequence[float] | np.ndarray, size: int | None = N
     return v
 
 
-def reorder_joints(names: Sequence[str], values: Sequence[float], joint_names: Sequence[str],
-                   what: str = "state") -> np.ndarray:
-    """``values`` (one per ``names``) reordered to ``joint_names``; extra joints are ignored.
+def joint_order(names: Sequence[str], joint_names: Sequence[str], *, extra: str = "ignore") -> list[int]:
+    """For each of ``joint_names``, the index of that joint in ``names``: the one place that maps named joints
+    (``JointState.name``, ``JointTrajectory.joint_names``) onto the arm's joint order.
 
-    Raises :class:`Rejected`: ``bad_joint_names`` (a joint missing or named twice), ``bad_shape`` (lengths differ),
-    ``nan_<what>`` (a non-finite value among the joints used).
+    Defined behaviour (each refusal is :class:`Rejected` with reason ``bad_joint_names``):
+
+    - no names at all: refused (an unnamed vector is ambiguous; ros2_control refuses it too);
+    - a name given twice: refused;
+    - a joint of ``joint_names`` missing: refused;
+    - names the arm does not have: ignored with ``extra="ignore"`` (a robot's joint_states may list other
+      joints), refused with ``extra="reject"`` (a command for a joint this arm does not drive is a mismatch).
     """
+    if extra not in ("ignore", "reject"):
+        raise ValueError(f"extra must be 'ignore' or 'reject', got {extra!r}")
     names = list(names)
-    if len(values) != len(names):
-        raise Rejected("bad_shape", f"{len(values)} values for {len(names)} joint names")
-    if len(set(names)) != len(names):
-        raise Rejected("bad_joint_names", "a joint is named twice")
-    missing = [n for n in joint_names if n not in names]
+    if not names:
+        raise Rejected("bad_joint_names", "no joint names")
+    index = {n: i for i, n in enumerate(names)}
+    if len(index) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise Rejected("bad_joint_names", f"joints named twice: {twice}")
+    missing = [n for n in joint_names if n not in index]
     if missing:
         raise Rejected("bad_joint_names", f"missing joints {missing}")
-    v = np.asarray(values, dtype=np.float64)[[names.index(n) for n in joint_names]]
+    if extra == "reject" and len(names) != len(joint_names):
+        unknown = [n for n in names if n not in set(joint_names)]
+        raise Rejected("bad_joint_names", f"unknown joints {unknown}")
+    return [index[n] for n in joint_names]
+
+
+def reorder_joints(names: Sequence[str], values: Sequence[float], joint_names: Sequence[str],
+                   what: str = "state", *, extra: str = "ignore") -> np.ndarray:
+    """``values`` (one per ``names``) as float64 in the order of ``joint_names`` (names as :func:`joint_order`).
+
+    Raises :class:`Rejected`: ``bad_joint_names`` (see :func:`joint_order`), ``bad_shape`` (not one value per
+    name), ``nan_<what>`` (a non-finite value among the joints used; values of ignored extra joints are not checked).
+    """
+    order = joint_order(names, joint_names, extra=extra)
+    try:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise Rejected("bad_shape", f"{what} is not numeric: {e}") from None
+    if len(v) != len(names):
+        raise Rejected("bad_shape", f"{len(v)} values for {len(names)} joint names")
+    v = v[order]
     if not np.isfinite(v).all():
         raise Rejected(f"nan_{what}", f"{what} contains NaN or inf")
     return v

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from lwd.control.health import Rejected, joint_order
+
 from .errors import BagError, EpisodeFormatError, IncompleteBagError
 from .events import EventTracker, canonical_topic
 from .metadata import SIDECAR, read_custom_meta, read_meta
@@ -29,13 +31,6 @@ def _image_to_array(msg: Any) -> np.ndarray:
         img = data[: h * step].reshape(h, step)[:, :w]
         return np.repeat(img[..., None], 3, axis=2)
     raise ValueError(f"unsupported image encoding {enc!r}")
-
-
-def _reorder_joints(names: list[str], pos: np.ndarray) -> np.ndarray:
-    if names and list(names) != list(JOINT_NAMES) and set(names) == set(JOINT_NAMES):
-        idx = {n: i for i, n in enumerate(names)}
-        return pos[[idx[n] for n in JOINT_NAMES]]
-    return pos
 
 
 def read_episode(path: Path | str, *, meta: EpisodeMeta | None = None) -> EpisodeSteps:
@@ -129,12 +124,17 @@ def _resample(path: Path, raw: dict[str, list[tuple[int, bytes]]], decode, meta:
     keep_t = []
     for t, d in zip(cmd_t, cmd_d, strict=True):
         msg = decode("cmd/joint_trajectory", d)
+        try:  # the arm driver's rule for commands: exactly the arm's joints, in any order
+            order = joint_order(msg.joint_names, JOINT_NAMES, extra="reject")
+        except Rejected as e:
+            log.warning("%s: skipping cmd/joint_trajectory at %d: %s", path, t, e)
+            continue
         pts = [p for p in msg.points if len(p.positions) == N_JOINTS]
         if not pts or len(pts) != len(msg.points):
             log.warning("%s: skipping cmd/joint_trajectory at %d with %d points (need %d-D positions)",
                         path, t, len(msg.points), N_JOINTS)
             continue
-        pos = np.stack([_reorder_joints(msg.joint_names, np.asarray(p.positions, np.float64)) for p in pts])
+        pos = np.stack([np.asarray(p.positions, np.float64)[order] for p in pts])
         tfs = np.array([p.time_from_start.sec * 1_000_000_000 + p.time_from_start.nanosec for p in pts], np.int64)
         src, ver = parse_frame_id(msg.header.frame_id)
         cmds.append((pos, tfs, src, ver))
@@ -159,10 +159,13 @@ def _resample(path: Path, raw: dict[str, list[tuple[int, bytes]]], decode, meta:
         i = int(i_js[k])
         if i not in js_cache:
             m = decode("joint_states", js_d[i])
-            p = _reorder_joints(m.name, np.asarray(m.position, np.float64))
-            if len(p) != N_JOINTS:
-                raise EpisodeFormatError(path, f"joint_states has {len(p)} positions, expected {N_JOINTS}")
-            js_cache[i] = p
+            if len(m.position) != len(m.name):
+                raise EpisodeFormatError(path, f"joint_states has {len(m.position)} positions for {len(m.name)} names")
+            try:  # extra joints ignored, as the nodes read joint_states
+                order = joint_order(m.name, JOINT_NAMES)
+            except Rejected as e:
+                raise EpisodeFormatError(path, f"joint_states: {e}") from None
+            js_cache[i] = np.asarray(m.position, np.float64)[order]
         qpos[out] = js_cache[i]
         c = int(i_cmd[k])
         pos, tfs, src, ver = cmds[c]

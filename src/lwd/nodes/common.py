@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lwd.control.health import Health, Rejected
+from lwd.control.health import Health, Rejected, joint_order
 
 __all__ = [
     "SENSOR_QOS", "RELIABLE_QOS", "LATCHED_QOS", "FLEET_POLICY_TOPIC", "LEARNER_STATUS_TOPIC", "DIAGNOSTICS_TOPIC",
@@ -50,19 +50,18 @@ RECORDER_STATUS_TOPIC = "recorder/status"  # episode_recorder heartbeat (JSON, ~
 def trajectory_to_numpy(msg: JointTrajectory, joint_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Positions [P, J] reordered to ``joint_names`` and times [P] (s).
 
-    Raises :class:`lwd.control.health.Rejected` (a ValueError) with the reason: ``bad_joint_names``, ``empty``,
-    ``bad_shape``, ``nan_command`` (NaN/inf position or time) or ``bad_timing`` (times not positive, increasing).
+    ``msg.joint_names`` must name exactly the arm's joints, in any order (:func:`lwd.control.health.joint_order`
+    with ``extra="reject"``). Raises :class:`lwd.control.health.Rejected` (a ValueError) with the reason:
+    ``bad_joint_names``, ``empty``, ``bad_shape``, ``nan_command`` (NaN/inf position or time) or ``bad_timing``
+    (times not positive, increasing).
     """
-    names = list(msg.joint_names)
-    if names and (len(set(names)) != len(names) or sorted(names) != sorted(joint_names)):
-        raise Rejected("bad_joint_names", f"joint_names {names} do not match the arm's {list(joint_names)}")
-    order = [names.index(n) for n in joint_names] if names else list(range(len(joint_names)))
+    order = joint_order(msg.joint_names, joint_names, extra="reject")  # exactly the arm's joints, any order
     if not msg.points:
         raise Rejected("empty", "trajectory has no points")
     pos = []
     for p in msg.points:
-        if len(p.positions) != len(joint_names):
-            raise Rejected("bad_shape", f"point has {len(p.positions)} positions, expected {len(joint_names)}")
+        if len(p.positions) != len(order):
+            raise Rejected("bad_shape", f"point has {len(p.positions)} positions, expected {len(order)}")
         pos.append(np.asarray(p.positions, dtype=np.float64)[order])
     times = np.array([p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points])
     positions = np.stack(pos)
