@@ -1,4 +1,5 @@
-"""arm_driver: the command mux + the arm (MuJoCo sim or a ros2_control trajectory controller).
+"""arm_driver: the command mux + the arm (MuJoCo sim or a ros2_control trajectory controller, both in
+:mod:`lwd.control.arm_backend`; this node only translates topics and ticks the mux).
 
 Subscribes ``policy/joint_trajectory``, ``teleop/joint_trajectory``, ``teleop/engaged``, ``episode/event``;
 publishes ``joint_states``, ``cmd/joint_trajectory`` (each accepted command, tag in header.frame_id),
@@ -17,7 +18,8 @@ from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from lwd.control.health import ERROR, OK, WARN, Rejected, reorder_joints
+from lwd.control.arm_backend import ArmBackend, RealArmBackend, SimArmBackend
+from lwd.control.health import ERROR, OK, WARN, Rejected
 from lwd.control.mux import CommandError, CommandMux, Source
 from lwd.nodes.common import (
     LATCHED_QOS,
@@ -36,7 +38,7 @@ from lwd.robot import JOINT_NAMES, N_JOINTS
 class ArmDriver(Node):
     def __init__(self) -> None:
         super().__init__("arm_driver")
-        self.backend = self.declare_parameter("backend", "sim").value
+        backend = self.declare_parameter("backend", "sim").value
         self.rate = float(self.declare_parameter("control_rate_hz", 50.0).value)
         self.sim_state_every = int(self.declare_parameter("sim_state_every", 2).value)
         v_arm = float(self.declare_parameter("max_velocity_arm", 3.0).value)
@@ -44,41 +46,30 @@ class ArmDriver(Node):
         image_size = int(self.declare_parameter("image_size", 64).value)
         controller_topic = self.declare_parameter("controller_topic", "arm_controller/joint_trajectory").value
         hw_state_topic = self.declare_parameter("hardware_state_topic", "hardware/joint_states").value
-        if self.backend not in ("sim", "real"):
-            raise ValueError(f"backend must be 'sim' or 'real', got {self.backend!r}")
+        if backend not in ("sim", "real"):
+            raise ValueError(f"backend must be 'sim' or 'real', got {backend!r}")
         if self.rate <= 0:
             raise ValueError("control_rate_hz must be positive")
         self.dt = 1.0 / self.rate
         self.joint_names = list(JOINT_NAMES)
         vmax = np.array([v_grip if n.endswith("gripper") else v_arm for n in self.joint_names])
 
-        self.world = None
-        self.measured = np.zeros(N_JOINTS)
-        self.velocity = np.zeros(N_JOINTS)
-        if self.backend == "sim":
-            from lwd.sim.world import SimWorld
-
-            self.world = SimWorld(image_size=image_size, render=False)
-            self.world.reset("pick_place", 0)
-            low, high = self.world.joint_low, self.world.joint_high
-            self.measured = self.world.qpos14()
+        self.diag = HealthPublisher(self)
+        self.diag.health.set_value("backend", backend)
+        if backend == "sim":
+            self.arm: ArmBackend = SimArmBackend(image_size=image_size)
             self.state_pub = self.create_publisher(Float64MultiArray, "sim/state", SENSOR_QOS)
             self.reward_pub = self.create_publisher(Float32, "episode/reward", RELIABLE_QOS)
         else:
-            low = np.asarray(self.declare_parameter("joint_low", [-3.14] * N_JOINTS).value)
-            high = np.asarray(self.declare_parameter("joint_high", [3.14] * N_JOINTS).value)
-            self.hw_seen = False
+            low = self.declare_parameter("joint_low", [-3.14] * N_JOINTS).value
+            high = self.declare_parameter("joint_high", [3.14] * N_JOINTS).value
             self.controller_pub = self.create_publisher(JointTrajectory, controller_topic, RELIABLE_QOS)
+            self.arm = RealArmBackend(low, high, self._send_to_controller, self.joint_names)
             self.create_subscription(JointState, hw_state_topic, self._on_hw_state, SENSOR_QOS)
-        self.mux = CommandMux(N_JOINTS, low, high, vmax)
-        self.mux.reset(self.measured)
-
-        self.low, self.high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-        self.diag = HealthPublisher(self)
-        self.max_excess = 0.0
-        self.diag.health.set_value("backend", self.backend)
-        if self.backend == "real":
             self.diag.health.set_status(WARN, f"waiting for hardware joint states on {hw_state_topic}")
+        self.mux = CommandMux(N_JOINTS, self.arm.low, self.arm.high, vmax)
+        self.mux.reset(self.arm.measured()[0])
+        self.reported_excess = 0.0
 
         self.js_pub = self.create_publisher(JointState, "joint_states", SENSOR_QOS)
         self.cmd_pub = self.create_publisher(JointTrajectory, "cmd/joint_trajectory", RELIABLE_QOS)
@@ -95,7 +86,7 @@ class ArmDriver(Node):
         self.ticks = 0
         self.last_source: str | None = None
         self.create_timer(self.dt, self._tick)
-        self.get_logger().info(f"arm_driver up: backend={self.backend} rate={self.rate:.0f} Hz")
+        self.get_logger().info(f"arm_driver up: backend={backend} rate={self.rate:.0f} Hz")
 
     # -- inputs ---------------------------------------------------------------------------------------------
     def _on_cmd(self, msg: JointTrajectory, source: Source) -> None:
@@ -109,7 +100,7 @@ class ArmDriver(Node):
             reason = e.reason if isinstance(e, Rejected) else "invalid_command"
             self.diag.reject(reason, f"{source.value} command: {e}")
             return
-        if ((pos < self.low) | (pos > self.high)).any():
+        if ((pos < self.arm.low) | (pos > self.arm.high)).any():
             # Not an error: targets are clipped into the joint limits (and rate-limited) by the mux.
             self.diag.health.count("clipped_out_of_limits")
         if accepted:
@@ -138,69 +129,63 @@ class ArmDriver(Node):
             return
         kind = ev.get("event")
         if kind == "start":
-            if self.world is not None:
-                try:
-                    self.world.reset(str(ev["task"]), int(ev["seed"]))
-                except (KeyError, ValueError, TypeError) as e:
-                    self.diag.reject("bad_event", f"cannot reset sim for {ev}: {e}")
-                    return
-                self.measured = self.world.qpos14()
-                self._publish_sim_state()
-            self.mux.reset(self.measured)
+            try:
+                self.arm.reset(ev)
+            except Rejected as e:
+                self.diag.reject(e.reason, f"episode/event: {e}")
+                return
+            self._publish_sim_state()
+            self.mux.reset(self.arm.measured()[0])
             self.mux.set_teleop_engaged(False)
             self.episode_active, self.rewarded = True, False
         elif kind == "end":
             self.episode_active = False
-            self.mux.reset(self.measured)
+            self.mux.reset(self.arm.measured()[0])
 
     def _on_hold(self, request, response):
-        self.mux.reset(self.measured)
+        self.mux.reset(self.arm.measured()[0])
         response.success, response.message = True, "holding current position"
         return response
 
     def _on_hw_state(self, msg: JointState) -> None:
         try:
-            pos = reorder_joints(msg.name, msg.position, self.joint_names)
-            vel = (reorder_joints(msg.name, msg.velocity, self.joint_names, what="velocity")
-                   if len(msg.velocity) == len(msg.name) else np.zeros_like(pos))
+            first = self.arm.update(msg.name, msg.position, msg.velocity)
         except Rejected as e:
-            # A NaN or garbled reading must never become the mux's hold position.
             self.diag.reject(e.reason, f"hardware joint_states: {e}")
             return
-        self.measured, self.velocity = pos, vel
-        if not self.hw_seen:
-            self.hw_seen = True
-            self.mux.reset(pos)
+        if first:
+            self.mux.reset(self.arm.measured()[0])
             self.diag.health.set_status(OK, "hardware joint states received")
+
+    def _send_to_controller(self, target: np.ndarray, dt: float) -> None:
+        stamp = self.get_clock().now().to_msg()
+        self.controller_pub.publish(numpy_to_trajectory(target[None], dt, self.joint_names, "lwd", stamp))
 
     # -- control loop ---------------------------------------------------------------------------------------
     def _publish_sim_state(self) -> None:
-        self.state_pub.publish(Float64MultiArray(data=self.world.get_state().tolist()))
+        state = self.arm.state()
+        if state is not None:
+            self.state_pub.publish(Float64MultiArray(data=state.tolist()))
 
     def _tick(self) -> None:
         now = time.monotonic()
-        target = self.mux.tick(now, self.measured, self.dt)
-        stamp = self.get_clock().now().to_msg()
-        if self.world is not None:
-            try:
-                self.world.apply(target, self.dt)
-            except ValueError as e:  # the mux only emits finite, clipped targets; never let the loop die
-                self.diag.health.set_status(ERROR, f"sim step failed: {e}")
-                return
-            self.measured, self.velocity = self.world.qpos14(), self.world.qvel14()
-            excess = float(np.max(np.maximum(self.measured - self.high, self.low - self.measured)))
-            if excess > self.max_excess:
-                self.max_excess = excess
-                self.diag.health.set_value("max_limit_excess", f"{excess:.4f}")
-            self.ticks += 1
-            if self.ticks % self.sim_state_every == 0:
-                self._publish_sim_state()
-            if self.episode_active and not self.rewarded and self.world.success():
-                self.rewarded = True
-                self.reward_pub.publish(Float32(data=1.0))
-        elif self.hw_seen:
-            self.controller_pub.publish(numpy_to_trajectory(target[None], self.dt, self.joint_names, "lwd", stamp))
-        self.js_pub.publish(joint_state(self.joint_names, self.measured, self.velocity, stamp))
+        target = self.mux.tick(now, self.arm.measured()[0], self.dt)
+        try:
+            self.arm.apply(target, self.dt)
+        except ValueError as e:  # the mux only emits finite, clipped targets; never let the loop die
+            self.diag.health.set_status(ERROR, f"{self.arm.name} step failed: {e}")
+            return
+        position, velocity = self.arm.measured()
+        if self.arm.max_limit_excess > self.reported_excess:
+            self.reported_excess = self.arm.max_limit_excess
+            self.diag.health.set_value("max_limit_excess", f"{self.reported_excess:.4f}")
+        self.ticks += 1
+        if self.ticks % self.sim_state_every == 0:
+            self._publish_sim_state()
+        if self.episode_active and not self.rewarded and self.arm.success():
+            self.rewarded = True
+            self.reward_pub.publish(Float32(data=1.0))
+        self.js_pub.publish(joint_state(self.joint_names, position, velocity, self.get_clock().now().to_msg()))
         src = self.mux.source.value
         if src != self.last_source:
             self.last_source = src
@@ -210,8 +195,7 @@ class ArmDriver(Node):
         self.diag.health.set_value("ticks", self.ticks)
 
     def close(self) -> None:
-        if self.world is not None:
-            self.world.close()
+        self.arm.close()
 
 
 def _drop_elapsed(msg: JointTrajectory, elapsed: float) -> None:
