@@ -82,7 +82,6 @@ class CommandMux:
         self.active: Command | None = None
         self.last_target: np.ndarray | None = None
         self.source = Source.HOLD
-        self.rejected = 0
         self.stale = 0
 
     def reset(self, measured: np.ndarray) -> None:
@@ -134,7 +133,3 @@ class CommandMux:
         target = np.clip(goal, self.last_target - step, self.last_target + step)
         self.last_target = target
         return target
-
-    @property
-    def active_tag(self) -> str:
-        return self.active.tag if self.active is not None else Source.HOLD.value

@@ -317,13 +317,6 @@ class ExperienceStore:
             entries += self._listdir(policies)
         return sorted(p for p in entries if not p.name.endswith(".reason.txt"))
 
-    def summary(self) -> dict:
-        with self._db() as db:
-            rows = db.execute("SELECT source, outcome, COUNT(*) FROM episodes GROUP BY source, outcome").fetchall()
-        return {"episodes": sum(r[2] for r in rows),
-                "by_source_outcome": {f"{s}/{o}": n for s, o, n in rows},
-                "quarantined": len(self.quarantined())}
-
     def __repr__(self) -> str:
         return f"ExperienceStore({str(self.root)!r})"
 

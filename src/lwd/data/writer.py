@@ -90,10 +90,6 @@ class EpisodeBagWriter:
                 self.abort()
         return False
 
-    @property
-    def is_open(self) -> bool:
-        return self._state == "open"
-
     def _check_open(self) -> None:
         if self._state != "open":
             raise BagError(self.path, f"writer is {self._state}, not open")

@@ -96,7 +96,6 @@ class ArmDriver(Node):
             pos, times = trajectory_to_numpy(msg, self.joint_names)
             accepted = self.mux.submit(source, pos, times, msg.header.frame_id or source.value, now, start=start)
         except (ValueError, CommandError) as e:
-            self.mux.rejected += 1
             reason = e.reason if isinstance(e, Rejected) else "invalid_command"
             self.diag.reject(reason, f"{source.value} command: {e}")
             return
@@ -193,6 +192,7 @@ class ArmDriver(Node):
             self.diag.health.set_value("source", src)
         self.diag.health.set_value("episode_active", self.episode_active)
         self.diag.health.set_value("ticks", self.ticks)
+        self.diag.health.set_value("stale_commands", self.mux.stale)
 
     def close(self) -> None:
         self.arm.close()

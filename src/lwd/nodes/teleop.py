@@ -21,7 +21,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from lwd.control.episodes import EpisodeScheduler, episode_seed  # noqa: F401 - episode_seed re-exported
+from lwd.control.episodes import EpisodeScheduler
 from lwd.control.health import OK, WARN, Rejected, check_finite_vector, reorder_joints
 from lwd.nodes.common import (
     LATCHED_QOS,
