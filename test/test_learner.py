@@ -220,3 +220,23 @@ def test_no_version_reuse_after_quarantine(tiny_store, tmp_path):
     assert learner.version == 0 and learner.status()["quarantined"]
     _fleet_bags(store, cfg, 2, "a")
     assert learner.poll() == 2 and list_versions(root / "policies") == [0, 2]
+
+
+def test_episodes_indexed_during_startup_are_not_lost(tiny_store, tmp_path, monkeypatch):
+    """A robot's episode indexed between the learner's listing and its claim is ingested, not silently claimed."""
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    listing = store.episodes
+
+    def racy_listing(*a, **kw):
+        out = listing(*a, **kw)
+        _fleet_bags(store, cfg, 2, "race")  # arrives right after the listing
+        store.scan()
+        return out
+
+    monkeypatch.setattr(store, "episodes", racy_listing)
+    learner = Learner(store, _cfg(min_new_episodes=2))
+    monkeypatch.setattr(store, "episodes", listing)
+    assert learner.pending_fleet == 2 and learner.poll() == 1

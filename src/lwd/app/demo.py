@@ -44,6 +44,8 @@ class DemoConfig:
     eval_episodes: int = 30
     """Autonomous evaluation (no operator) of every published version on this many held-out seeds per task."""
     eval_workers: int = 2
+    gate_episodes: int | None = None
+    """Learner gate rollouts per task and policy; None = LearnerConfig's default."""
     overwrite: bool = False
     pretrained: Path | None = None
     """A store whose v0 (and demos) to start from instead of pretraining."""
@@ -52,7 +54,7 @@ class DemoConfig:
     @classmethod
     def quick_defaults(cls, **kw) -> DemoConfig:
         base = dict(rounds=2, episodes_per_round=2, updates_per_round=100, demos_per_task=12, pretrain_steps=1500,
-                    time_limit_scale=0.8, eval_episodes=8, quick=True)
+                    time_limit_scale=0.8, eval_episodes=8, gate_episodes=3, quick=True)
         base.update({k: v for k, v in kw.items() if v is not None})
         return cls(**base)
 
@@ -308,6 +310,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
             f"time_limit_scale:={cfg.time_limit_scale}"]
     if cfg.updates_per_round:
         args.append(f"updates_per_round:={cfg.updates_per_round}")
+    if cfg.gate_episodes:
+        args.append(f"gate_episodes:={cfg.gate_episodes}")
     if cfg.algo:
         args.append(f"algo:={cfg.algo}")
     log(f"[demo] launching fleet_sim.launch.py {' '.join(args)} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}); "

@@ -162,8 +162,12 @@ class Learner:
         self._heldout: list[tuple[np.ndarray, bool]] = []  # (V of each step, success) of not-yet-trained episodes
         self._csv_path = self.metrics_dir / "metrics.csv"
         self._tb = None
-        self._ingest(self.store.episodes())  # everything already in the store is the starting dataset
-        self.store.claim_new("learner")
+        # Everything already in the store is the starting dataset. Episodes indexed (by a robot or another scanner)
+        # between listing and claiming are claimed too: ingest them now, or they would be lost to this learner.
+        records = self.store.episodes()
+        known = {r.id for r in records}
+        records += [r for r in self.store.claim_new("learner") if r.id not in known]
+        self._ingest(records)
         log.info("learner: algo=%s from v%d, %d steps in buffer, round %d, %d fleet episodes pending", cfg.algo,
                  self.version, self._buffer_steps(), self.rounds_done, self.pending_fleet)
 
