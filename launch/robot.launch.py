@@ -29,8 +29,14 @@ ARGS = {
 }
 
 
-def _nodes(context):
-    a = {k: LaunchConfiguration(k).perform(context) for k in ARGS}
+def launch_args(context) -> dict[str, str]:
+    """The launch arguments' values in ``context`` (a declared default where none was given)."""
+    return {k: LaunchConfiguration(k).perform(context) for k in ARGS}
+
+
+def node_specs(a: dict[str, str]) -> list[dict]:
+    """Keyword arguments of each ``launch_ros.actions.Node`` for launch argument values ``a`` (plain data, so the
+    defaults are testable without starting nodes)."""
     config = a["config"] or os.path.join(get_package_share_directory("lwd"), "config", "robot.yaml")
     sim = a["backend"] == "sim"
     if a["backend"] not in ("sim", "real"):
@@ -42,20 +48,24 @@ def _nodes(context):
     # and a restarted one would start the plan over (it waits for the recorder before every episode instead).
     supervised = dict(respawn=a["respawn"].lower() == "true", respawn_delay=float(a["respawn_delay"]))
     return [
-        Node(executable="arm_driver", name="arm_driver", parameters=[config, {"backend": "sim" if sim else "real"}],
+        dict(executable="arm_driver", name="arm_driver", parameters=[config, {"backend": "sim" if sim else "real"}],
              **supervised, **common),
-        Node(executable="camera_driver", name="camera_driver",
+        dict(executable="camera_driver", name="camera_driver",
              parameters=[config, {"backend": "sim" if sim else "v4l"}], **supervised, **common),
-        Node(executable="vla_policy", name="vla_policy", parameters=[config, {"store": store}], **supervised,
+        dict(executable="vla_policy", name="vla_policy", parameters=[config, {"store": store}], **supervised,
              **common),
-        Node(executable="teleop", name="teleop", parameters=[config, {
+        dict(executable="teleop", name="teleop", parameters=[config, {
             "robot": ns, "backend": teleop, "tasks": [t for t in a["tasks"].split(",") if t],
             "episodes_per_round": int(a["episodes_per_round"]), "rounds": int(a["rounds"]), "seed": int(a["seed"]),
             "time_limit_scale": float(a["time_limit_scale"]), "intervene": a["intervene"].lower() == "true"}],
              **common),
-        Node(executable="episode_recorder", name="episode_recorder",
+        dict(executable="episode_recorder", name="episode_recorder",
              parameters=[config, {"robot": ns, "store": store}], **supervised, **common),
     ]
+
+
+def _nodes(context):
+    return [Node(**spec) for spec in node_specs(launch_args(context))]
 
 
 def generate_launch_description():
