@@ -118,16 +118,17 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
     torch.set_num_threads(1)
     root, rows_path = _algo_paths(cfg, algo)
     rows: list[dict] = json.loads(rows_path.read_text()) if cfg.resume and rows_path.exists() else []
-    if not rows:
-        if root.exists():
-            shutil.rmtree(root)
-        shutil.copytree(base / "policies" / "v0", root / "policies" / "v0")
-        shutil.copytree(base / "episodes" / "demo", root / "episodes" / "demo")
-    done_rounds = len(rows) - 1 if rows else 0
-    # An interrupted round left some of its episodes: drop them, the round reruns with the same seeds.
-    for d in (root / "episodes" / "bench").glob("*") if (root / "episodes" / "bench").exists() else []:
-        if int(d.name.split("-")[1][1:]) >= done_rounds:
-            shutil.rmtree(d)
+    if rows and len(rows) == cfg.rounds + 1:
+        return rows  # finished earlier
+    # Resume granularity is one algorithm: a round interrupted after the learner published but before its row was
+    # written cannot be replayed faithfully (the store and learner state are ahead of the rows), so an unfinished
+    # algorithm starts over from v0.
+    rows = []
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(base / "policies" / "v0", root / "policies" / "v0")
+    shutil.copytree(base / "episodes" / "demo", root / "episodes" / "demo")
+    done_rounds = 0
     store = ExperienceStore(root)
     store.scan()
     learner = Learner(store, LearnerConfig(
