@@ -39,8 +39,11 @@ class LearnerNode(Node):
         self.pub.publish(String(data=json.dumps(note)))
         self.get_logger().info(f"announced policy v{note['version']} ({note['sha256'][:12]})")
 
-    def _publish_status(self) -> None:
-        self.status_pub.publish(String(data=json.dumps(self.learner.status())))
+    def _publish_status(self, error: str | None = None) -> None:
+        status = self.learner.status()
+        if error:
+            status["error"] = error
+        self.status_pub.publish(String(data=json.dumps(status)))
 
     def _loop(self) -> None:
         while not self.stop.wait(self.poll_s):
@@ -49,6 +52,7 @@ class LearnerNode(Node):
                 version = self.learner.poll()
             except Exception as e:  # noqa: BLE001 - log, keep serving the current policy, retry next poll
                 self.get_logger().error(f"learner update failed: {type(e).__name__}: {e}")
+                self._publish_status(error=f"{type(e).__name__}: {e}")  # visible to the fleet and operators
                 continue
             if version is not None:
                 self._announce()
