@@ -164,25 +164,30 @@ class ChunkBuffer:
             raise RuntimeError("features requested for steps that are not encoded: call encode_features() first")
         return torch.from_numpy(self._feat[idx])
 
-    def gather_features(self, idx: np.ndarray) -> FeatureBatch:
-        """Chunks starting at ``idx`` on cached features (see :meth:`gather` for the chunk MDP)."""
+    def _chunks(self, idx: np.ndarray) -> dict[str, torch.Tensor | np.ndarray]:
+        """The chunk MDP at global step indices ``idx``: normalized chunk, reward, done, next index, intervention."""
         self._build()
         h = self.cfg.horizon
         end = self._ep_end[idx]
-        chunk_idx = np.minimum(idx[:, None] + np.arange(h)[None], end[:, None] - 1)
+        chunk_idx = np.minimum(idx[:, None] + np.arange(h)[None], end[:, None] - 1)  # past the end: hold the last
         x = normalize_chunk(self._action[chunk_idx], self._qpos[idx], np.asarray(self.cfg.action_scale, np.float32))
         nxt = idx + h
         done = nxt >= end
-        nxt_idx = np.where(done, end - 1, nxt)
-        rew = (done & self._success[idx]).astype(np.float32)
         interv = (self._source[chunk_idx] == SOURCE_TELEOP).any(axis=1)
         tt = torch.from_numpy
-        return FeatureBatch(
-            obs=self.features(idx), act=tt(x), rew=tt(rew), done=tt(done.astype(np.float32)),
-            discount=torch.full((len(idx),), self.gamma**h, dtype=torch.float32), next_obs=self.features(nxt_idx),
-            source=tt(self._source[idx].astype(np.int64)), intervention=tt(interv.astype(np.float32)),
-            episode_success=tt(self._success[idx].astype(np.float32)),
-        )
+        return {
+            "act": tt(x), "rew": tt((done & self._success[idx]).astype(np.float32)),
+            "done": tt(done.astype(np.float32)), "next_idx": np.where(done, end - 1, nxt),
+            "discount": torch.full((len(idx),), self.gamma**h, dtype=torch.float32),
+            "source": tt(self._source[idx].astype(np.int64)), "intervention": tt(interv.astype(np.float32)),
+            "episode_success": tt(self._success[idx].astype(np.float32)),
+        }
+
+    def gather_features(self, idx: np.ndarray) -> FeatureBatch:
+        """Chunks starting at ``idx`` on cached features (see :meth:`gather` for the chunk MDP)."""
+        c = self._chunks(idx)
+        nxt = c.pop("next_idx")
+        return FeatureBatch(obs=self.features(idx), next_obs=self.features(nxt), **c)
 
     def filtered_bc_mask(self) -> np.ndarray:
         """HG-DAgger-style data: operator corrections, plus the steps of successful episodes that no later takeover
@@ -202,29 +207,12 @@ class ChunkBuffer:
 
     def gather(self, idx: np.ndarray) -> Batch:
         """Chunks starting at global step indices ``idx``."""
-        self._build()
-        h = self.cfg.horizon
-        end = self._ep_end[idx]
-        steps = idx[:, None] + np.arange(h)[None]
-        chunk_idx = np.minimum(steps, end[:, None] - 1)  # past the end: hold the episode's last target
-        actions = self._action[chunk_idx]  # [B, H, J]
-        q0 = self._qpos[idx]
-        x = normalize_chunk(actions, q0, np.asarray(self.cfg.action_scale, dtype=np.float32))
-        nxt = idx + h
-        done = nxt >= end
-        nxt_idx = np.where(done, end - 1, nxt)
-        rew = (done & self._success[idx]).astype(np.float32)
-        interv = (self._source[chunk_idx] == SOURCE_TELEOP).any(axis=1)
+        c = self._chunks(idx)
+        nxt = c.pop("next_idx")
         tt = torch.from_numpy
-        return Batch(
-            image=tt(self._image[idx]), qpos=tt(q0), tokens=tt(self._tokens[idx]), act=tt(x),
-            rew=tt(rew), done=tt(done.astype(np.float32)),
-            discount=torch.full((len(idx),), self.gamma**h, dtype=torch.float32),
-            next_image=tt(self._image[nxt_idx]), next_qpos=tt(self._qpos[nxt_idx]),
-            next_tokens=tt(self._tokens[nxt_idx]),
-            source=tt(self._source[idx].astype(np.int64)), intervention=tt(interv.astype(np.float32)),
-            episode_success=tt(self._success[idx].astype(np.float32)),
-        )
+        return Batch(image=tt(self._image[idx]), qpos=tt(self._qpos[idx]), tokens=tt(self._tokens[idx]),
+                     next_image=tt(self._image[nxt]), next_qpos=tt(self._qpos[nxt]), next_tokens=tt(self._tokens[nxt]),
+                     **c)
 
 
 def fit_action_scale(episodes: Sequence, horizon: int, floor: float = 0.02, q: float = 99.0) -> np.ndarray:
