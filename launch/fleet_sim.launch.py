@@ -11,10 +11,12 @@ from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Opaq
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
+from lwd.sim.tasks import default_tasks
+
 ARGS = {
     "robots": ("2", "number of simulated robots"),
     "store": ("lwd_store", "experience store shared by the fleet and the learner"),
-    "tasks": ("pick_place,restock3", "task cycle per robot"),
+    "tasks": (",".join(default_tasks()), "task cycle per robot (default: the registry's default curriculum)"),
     "episodes_per_round": ("2", "episodes per robot per round"),
     "rounds": ("0", "rounds per robot (0 = run until stopped)"),
     "seed": ("0", "base seed"),

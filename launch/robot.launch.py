@@ -11,13 +11,16 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from lwd.sim.tasks import default_tasks
+
 ARGS = {
     "robot": ("robot0", "robot name = namespace"),
     "backend": ("sim", "sim (MuJoCo) or real (ros2_control + a V4L camera)"),
     "store": ("lwd_store", "experience store root (bags, policies)"),
     "teleop": ("", "teleop backend: scripted | keyboard | none (default: scripted in sim, none on real: launch gives "
                    "nodes no TTY, run the keyboard station with `ros2 run` in a terminal)"),
-    "tasks": ("pick_place,restock3", "comma-separated task cycle for the operator"),
+    "tasks": (",".join(default_tasks()), "comma-separated task cycle for the operator (default: the registry's default "
+                                         "curriculum, lwd.sim.tasks)"),
     "episodes_per_round": ("0", "sync rounds: wait for a newer policy after this many episodes (0 = never)"),
     "rounds": ("0", "stop starting episodes after this many rounds (0 = never)"),
     "seed": ("0", "base seed for episode resets"),

@@ -89,13 +89,16 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from lwd.rl.pretrain import PretrainConfig
+    from lwd.sim.tasks import default_tasks
+
+    curriculum = ",".join(default_tasks())
 
     p = argparse.ArgumentParser(prog="lwd", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("pretrain", help="scripted demos -> flow-matching VLA checkpoint v0")
     s.add_argument("--store", default="lwd_store")
-    s.add_argument("--tasks", default="pick_place,restock3")
+    s.add_argument("--tasks", default=curriculum, help="comma list (default: the registry's default curriculum)")
     s.add_argument("--demos", type=int, default=PretrainConfig.demos_per_task, help="demos per task")
     s.add_argument("--steps", type=int, default=PretrainConfig.steps)
     s.add_argument("--batch-size", type=int, default=PretrainConfig.batch_size)
@@ -152,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--version", type=int, default=None, help="policy version (default: the latest)")
     c.add_argument("--delays", default="0,100,200,400", help="injected inference delays, ms")
     c.add_argument("--modes", default="replace@receipt,replace,blend,rtc")
-    c.add_argument("--tasks", default="pick_place,restock3")
+    c.add_argument("--tasks", default=curriculum, help="comma list (default: the registry's default curriculum)")
     c.add_argument("--episodes", type=int, default=4, help="episodes per task, mode and delay")
     c.add_argument("--exec-steps", type=int, default=5)
     c.add_argument("--time-limit-scale", type=float, default=1.0)

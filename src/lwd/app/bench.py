@@ -26,6 +26,7 @@ import numpy as np
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version, load_checkpoint, version_dir
 from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
+from lwd.sim.tasks import default_tasks
 
 __all__ = ["BenchConfig", "QUICK", "run_bench", "deploy_episode", "LONG_HORIZON"]
 
@@ -46,7 +47,7 @@ class BenchConfig:
     offline_updates: int = 1000
     eval_episodes: int = 50
     """Autonomous evaluation episodes per task per measured version, on held-out seeds."""
-    tasks: tuple[str, ...] = ("pick_place", "restock3")
+    tasks: tuple[str, ...] = default_tasks()
     seed: int = 0
     pretrained: Path | None = None
     """A store holding v0 and its demos (default: pretrain one in <out>/pretrained)."""

@@ -28,6 +28,7 @@ import numpy as np
 
 from lwd.control.chunking import MODES, ChunkScheduler
 from lwd.robot import CONTROL_DT, N_JOINTS
+from lwd.sim.tasks import default_tasks
 
 __all__ = ["ChunkBenchConfig", "EpisodeStats", "run_chunk_episode", "run_chunk_bench", "choose_default",
            "markdown_table"]
@@ -43,7 +44,7 @@ class ChunkBenchConfig:
     out: Path = Path("runs/bench_chunking")
     delays_ms: tuple[int, ...] = (0, 100, 200, 400)
     variants: tuple[str, ...] = (BASELINE, *MODES)
-    tasks: tuple[str, ...] = ("pick_place", "restock3")
+    tasks: tuple[str, ...] = default_tasks()
     episodes: int = 4
     """Per task, variant and delay (the same seeds everywhere)."""
     version: int | None = None

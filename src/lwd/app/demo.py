@@ -20,6 +20,7 @@ from pathlib import Path
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version
 from lwd.rl.pretrain import PretrainConfig, pretrain
+from lwd.sim.tasks import default_tasks
 
 __all__ = ["DemoConfig", "run_demo", "summarize", "plot_curve", "ros_env"]
 
@@ -31,7 +32,7 @@ class DemoConfig:
     rounds: int = 3
     episodes_per_round: int = 4
     """Episodes per robot per round."""
-    tasks: str = "pick_place,restock3"
+    tasks: str = ",".join(default_tasks())
     algo: str = ""
     """Learner update rule; empty = config/learner.yaml's default."""
     updates_per_round: int | None = None

@@ -36,6 +36,7 @@ from lwd.nodes.common import (
     run_node,
 )
 from lwd.robot import CONTROL_DT, JOINT_NAMES
+from lwd.sim.tasks import default_tasks
 
 
 class Teleop(Node):
@@ -43,7 +44,7 @@ class Teleop(Node):
         super().__init__("teleop")
         self.robot = self.declare_parameter("robot", self.get_namespace().strip("/") or "robot0").value
         self.backend = self.declare_parameter("backend", "scripted").value
-        self.tasks = list(self.declare_parameter("tasks", ["pick_place", "restock3"]).value)
+        self.tasks = list(self.declare_parameter("tasks", list(default_tasks())).value)
         episodes_per_round = int(self.declare_parameter("episodes_per_round", 0).value)
         rounds = int(self.declare_parameter("rounds", 0).value)
         self.base_seed = int(self.declare_parameter("seed", 0).value)

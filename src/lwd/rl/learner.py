@@ -39,6 +39,7 @@ from lwd.policy.model import FlowVLA
 from lwd.rl.algorithms import ALGORITHMS, make_algorithm
 from lwd.rl.dataset import ChunkBuffer
 from lwd.rl.gate import Gate, SimGate, make_gate
+from lwd.sim.tasks import default_tasks
 
 log = logging.getLogger("lwd.learner")
 
@@ -67,7 +68,7 @@ class LearnerConfig:
     """Gate rollouts per task and policy."""
     gate_tolerance: float = 0.0
     """Publish when the candidate's gate success >= the deployed one's minus this fraction."""
-    tasks: tuple[str, ...] = ("pick_place", "restock3")
+    tasks: tuple[str, ...] = default_tasks()
     """Tasks the gate evaluates."""
     exec_steps: int = 5
     """Actions executed per chunk by the robots (the gate runs the policy the same way)."""

@@ -23,6 +23,7 @@ from lwd.policy.checkpoint import latest_version, save_checkpoint
 from lwd.policy.model import FlowVLA, PolicyConfig
 from lwd.rl.bc import BCConfig, ImageBC
 from lwd.rl.dataset import ChunkBuffer, fit_action_scale
+from lwd.sim.tasks import default_tasks
 
 log = logging.getLogger("lwd.pretrain")
 
@@ -31,7 +32,7 @@ __all__ = ["PretrainConfig", "demo_jobs", "collect_demos", "pretrain", "rollout_
 
 @dataclass
 class PretrainConfig:
-    tasks: tuple[str, ...] = ("pick_place", "restock3")
+    tasks: tuple[str, ...] = default_tasks()
     """Tasks to demonstrate (one policy serves all)."""
     demos_per_task: int = 40
     demo_noise: float | None = None

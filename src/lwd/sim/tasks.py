@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ItemSpec", "Goal", "TaskSpec", "ITEMS", "ITEM_NAMES", "TASKS", "task_names", "get_task"]
+__all__ = [
+    "ItemSpec",
+    "Goal",
+    "TaskSpec",
+    "ITEMS",
+    "ITEM_NAMES",
+    "TASKS",
+    "task_names",
+    "default_tasks",
+    "get_task",
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,8 @@ class TaskSpec:
         num_subgoals: number of subgoals (items to place).
         items: ``"one"`` (one item chosen by seed) or ``"all"`` (every item, in ``ITEM_NAMES`` order).
         destination: ``"matching_slot"`` (each item's own slot) or ``"bin"``.
+        default: part of the default curriculum (``default_tasks()``): what pretraining, the fleet, the learner's gate,
+            the demo and the benchmarks run unless told otherwise.
     """
 
     name: str
@@ -86,6 +98,7 @@ class TaskSpec:
     num_subgoals: int
     items: str = "one"
     destination: str = "matching_slot"
+    default: bool = False
 
     def resolve(self, rng: np.random.Generator, target: str | None = None) -> tuple[tuple[Goal, ...], str]:
         """Draw the subgoals and the instruction text (deterministic given the generator state).
@@ -119,6 +132,7 @@ TASKS: dict[str, TaskSpec] = {
         long_horizon=False,
         num_subgoals=1,
         items="one",
+        default=True,
     ),
     "restock3": TaskSpec(
         name="restock3",
@@ -131,6 +145,7 @@ TASKS: dict[str, TaskSpec] = {
         long_horizon=True,
         num_subgoals=3,
         items="all",
+        default=True,
     ),
 }
 
@@ -138,6 +153,12 @@ TASKS: dict[str, TaskSpec] = {
 def task_names() -> tuple[str, ...]:
     """Names of all registered tasks."""
     return tuple(TASKS)
+
+
+def default_tasks() -> tuple[str, ...]:
+    """The default curriculum: registered tasks flagged ``default``, in registry order. Every default task list (CLI,
+    launch files, teleop, pretraining, learner gate, demo, benchmarks) is derived from this one."""
+    return tuple(name for name, spec in TASKS.items() if spec.default)
 
 
 def get_task(name: str) -> TaskSpec:

@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 
 from lwd.robot import ARMS, CONTROL_DT, JOINT_NAMES, N_JOINTS
+from lwd.sim.gl import log_choice_once
 from lwd.sim.tasks import ITEM_NAMES, ITEMS, Goal, ItemSpec, TaskSpec, get_task
 
 __all__ = [
@@ -229,7 +230,7 @@ class SimWorld:
 
     Args:
         image_size: side of the square rendered image.
-        render: create an offscreen renderer (needs ``MUJOCO_GL=egl`` or ``osmesa`` headless).
+        render: create an offscreen renderer (headless: ``lwd.sim.gl`` picks ``MUJOCO_GL`` = egl, else osmesa).
     """
 
     def __init__(self, image_size: int = 64, render: bool = True) -> None:
@@ -263,6 +264,7 @@ class SimWorld:
         self.camera_id = m.camera("overview").id
         self._renderer: mujoco.Renderer | None = None
         if render:
+            log_choice_once()
             self._renderer = mujoco.Renderer(m, self.image_size, self.image_size)
         self.task: TaskSpec = get_task("pick_place")
         self.goals: tuple[Goal, ...] = ()
