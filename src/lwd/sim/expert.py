@@ -18,8 +18,19 @@ import math
 import mujoco
 import numpy as np
 
-from lwd.sim.tasks import ITEMS, Goal
-from lwd.sim.world import ARMS, BIN_WALL_H, CONTROL_DT, GRIPPER_OPEN, N_JOINTS, SHELF_TOP, SLOTS, SimWorld
+from lwd.sim.tasks import ITEM_NAMES, ITEMS, Goal
+from lwd.sim.world import (
+    ARMS,
+    BIN_CENTER,
+    BIN_WALL_H,
+    CONTROL_DT,
+    GRIPPER_OPEN,
+    ITEM_LANES,
+    N_JOINTS,
+    SHELF_TOP,
+    SLOTS,
+    SimWorld,
+)
 
 __all__ = ["ScriptedExpert", "DEFAULT_DEMO_NOISE", "arm_slice"]
 
@@ -30,6 +41,7 @@ TRAVEL_Z = 0.22  # TCP height for empty transits
 CARRY_BOTTOM = max(SHELF_TOP, BIN_WALL_H) + 0.04  # item bottom height while carrying
 V_MAX = 0.35  # m/s Cartesian speed of the commanded tool target
 V_SLOW = 0.2  # m/s for the final descent / lowering
+V_CREEP = 0.06  # m/s floor of an eased carry (TaskSpec.carry_slowdown)
 JOINT_STEP_MAX = 0.35  # rad per control step for joint-space moves
 
 
@@ -173,7 +185,7 @@ class ScriptedExpert:
                 dest_xy = np.array(SLOTS[g.region]) + place_off
                 rest_bottom = SHELF_TOP
             else:  # "bin"
-                dest_xy = np.array([0.0, -0.02]) + place_off
+                dest_xy = self._bin_drop_xy(g.item) + place_off
                 rest_bottom = 0.0
             dxy = float(np.linalg.norm(c[:2] - dest_xy))
             lowering = bottom < CARRY_BOTTOM - 0.01
@@ -187,6 +199,8 @@ class ScriptedExpert:
                     self.phase = "carry"
                     item_goal = np.array([dest_xy[0], dest_xy[1], CARRY_BOTTOM + it.half_height])
                 v = V_MAX
+                if w.task.carry_slowdown > 0:  # ease into the drop point: an abrupt stop can fling the item out
+                    v = min(V_MAX, max(V_CREEP, w.task.carry_slowdown * dxy))
             elif bottom - rest_bottom > 0.006:
                 self.phase = "lower"
                 item_goal = np.array([dest_xy[0], dest_xy[1], rest_bottom + it.half_height + 0.002])
@@ -243,6 +257,16 @@ class ScriptedExpert:
         return self._rng.normal(0.0, 0.004, 3) * np.array([1.0, 1.0, 0.0])
 
     # ------------------------------------------------------------------ geometry helpers
+    def _bin_drop_xy(self, item: str) -> np.ndarray:
+        """Where to set ``item`` down in the bin: the lane centre farthest from the other items in the bin (the free
+        lane), so the fingers do not land on a neighbour."""
+        w = self.world
+        others = [w.item_pos(n)[:2] for n in ITEM_NAMES if n != item and w.in_region(n, "bin", resting=False)]
+        lanes = [np.array([BIN_CENTER[0] + x, BIN_CENTER[1]]) for x in ITEM_LANES]
+        if not others:
+            return lanes[len(lanes) // 2]
+        return max(lanes, key=lambda p: min(float(np.linalg.norm(p - o)) for o in others))
+
     def _tcp_yaw(self, arm: str) -> float:
         y = self.world.tcp_mat(arm)[:, 1]
         return math.atan2(y[1], y[0])

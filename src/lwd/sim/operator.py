@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lwd.sim.expert import CARRY_BOTTOM, TRAVEL_Z, ScriptedExpert
+from lwd.sim.tasks import ITEMS
 from lwd.sim.world import ARMS, CONTROL_DT, SimWorld
 
 __all__ = ["OperatorDecision", "ScriptedOperator"]
@@ -157,6 +158,10 @@ class ScriptedOperator:
             if w.in_region(g.item, g.region, resting=False):
                 continue
             if w.in_region(g.item, "bin", resting=False) and w.item_upright(g.item):
+                continue
+            # a task that starts on the shelf: the item still upright on the slot it started on is not misplaced
+            on_start = w.task.start == "matching_slot" and w.in_region(g.item, ITEMS[g.item].slot, resting=False)
+            if on_start and w.item_upright(g.item):
                 continue
             return True
         return False

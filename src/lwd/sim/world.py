@@ -61,6 +61,7 @@ ITEM_LANES = (-0.085, 0.0, 0.085)
 # Demonstrations are recorded at a narrower variation (PretrainConfig.demo_variation), as a pretrained VLA meets wider
 # conditions on deployment than in its demonstrations; the fleet's experience covers the rest.
 ITEM_SPREAD = (0.02, 0.05, 0.6)
+SLOT_START_SPREAD = 0.012  # x, y offset of an item starting on its slot (tasks with start="matching_slot"), at 1.0
 # home: elbow bent, gripper pointing down, beside the bin (well away from the straight-arm singularity)
 HOME_ARM = (0.0, -0.3, 2.2, 0.0, math.pi - 1.9, 0.0)
 TCP_DEPTH = 0.09  # hand frame z of the tool centre point (1 cm above the finger tips)
@@ -274,8 +275,9 @@ class SimWorld:
 
     # ------------------------------------------------------------------ episode
     def reset(self, task: str, seed: int, variation: float = 1.0, target: str | None = None) -> None:
-        """Arms to home (small jitter), items shuffled into bin lanes with random offsets and yaw; deterministic per
-        (task, seed, variation). ``variation`` scales the item pose offsets (``ITEM_SPREAD``; 1.0 = deployment);
+        """Arms to home (small jitter), items shuffled into bin lanes with random offsets and yaw (a task that starts
+        on the shelf then moves its goal items onto their own slots); deterministic per (task, seed, variation).
+        ``variation`` scales the item pose offsets (``ITEM_SPREAD``; 1.0 = deployment);
         ``target`` names the item of a single-item task (the same scene with another instruction).
         Sets ``task``, ``goals`` and ``instruction``."""
         if not 0.0 <= variation <= 1.5:
@@ -302,6 +304,19 @@ class SimWorld:
             d.qpos[adr : adr + 3] = (x, y, it.half_height + 0.0005)
             d.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
         self.goals, self.instruction = spec.resolve(rng, target)
+        if spec.start == "matching_slot":  # goal items start on their own slots (draws after the original ones)
+            for g in self.goals:
+                it = ITEMS[g.item]
+                sx, sy = SLOTS[it.slot]
+                off = variation * SLOT_START_SPREAD
+                yaw = rng.uniform(-ITEM_SPREAD[2], ITEM_SPREAD[2]) * variation if it.shape == "box" else (
+                    rng.uniform(-math.pi, math.pi))
+                adr = self.item_qadr[g.item]
+                d.qpos[adr : adr + 3] = (sx + rng.uniform(-off, off), sy + rng.uniform(-off, off),
+                                         SHELF_TOP + it.half_height + 0.0005)
+                d.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+        elif spec.start != "bin":
+            raise ValueError(f"task {spec.name!r}: unknown start {spec.start!r}")
         self.task = spec
         self.seed = int(seed)
         self.variation = float(variation)
