@@ -80,6 +80,20 @@ def _cmd_replay(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tasks(a: argparse.Namespace) -> int:
+    from lwd.app.tasks_sheet import task_rows, write_sheet
+
+    if a.what == "sheet":
+        out = write_sheet(Path(a.out), seed=a.seed, scale=a.scale, tasks=tuple(a.tasks.split(",")) if a.tasks else None)
+        print(f"wrote {out}")
+        return 0
+    for r in task_rows():
+        flag = "default" if r["default"] else "-"
+        print(f"{r['task']:<12} {flag:<8} subgoals={r['subgoals']} limit={r['time_limit_s']:g}s "
+              f"phrasings={r['phrasings']}  e.g. \"{r['example']}\"")
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     from lwd.app.info import store_info
 
@@ -181,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", default=None, help="checkpoint dir: report its actions vs the recorded ones")
     s.add_argument("--samples", type=int, default=4)
     s.set_defaults(fn=_cmd_replay)
+
+    s = sub.add_parser("tasks", help="the task registry: list it, or draw docs/tasks.png (start and goal per task)")
+    what = s.add_subparsers(dest="what", required=True, metavar="{list,sheet}")
+    what.add_parser("list", help="registered tasks and whether they are in the default curriculum")
+    c = what.add_parser("sheet", help="contact sheet of each task's start and goal state from the policy's camera")
+    c.add_argument("--out", default="docs/tasks.png")
+    c.add_argument("--seed", type=int, default=0, help="scene seed (the next one if the expert fails on it)")
+    c.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the 64 px images")
+    c.add_argument("--tasks", default=None, help="comma list (default: every registered task)")
+    s.set_defaults(fn=_cmd_tasks)
 
     s = sub.add_parser("info", help="summarize an experience store")
     s.add_argument("--store", default="lwd_store")

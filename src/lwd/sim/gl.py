@@ -75,7 +75,7 @@ def configure_gl(env: dict[str, str] | None = None) -> str | None:
         if backend is None and "neither" in why:
             log.warning("headless rendering unavailable: %s", why)
         else:
-            log.info("rendering: %s", describe())
+            log.debug("rendering: %s", describe())  # logged at INFO by the first SimWorld that renders
     return backend
 
 
