@@ -192,8 +192,13 @@ class Teleop(Node):
             self._set_engaged(False, announce=False)
         self.scheduler.end(outcome)
         self.event_pub.publish(json_msg(event="end", outcome=outcome, episode_id=self.episode["episode_id"]))
-        log = self.get_logger().warning if outcome == "aborted" else self.get_logger().info
-        log(f"episode {self.episode['episode_id']} end: {outcome}" + (f" ({why})" if why else ""))
+        text = f"episode {self.episode['episode_id']} end: {outcome}" + (f" ({why})" if why else "")
+        # One call site per severity: rclpy raises "Logger severity cannot be changed between calls" when the same
+        # line logs at another severity (an aborted episode followed by a normal one killed teleop).
+        if outcome == "aborted":
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
         self.diag.health.count(f"episodes_{outcome}")
         self.diag.health.set_value("episode", "")
         self.episode = None
