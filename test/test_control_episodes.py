@@ -126,6 +126,26 @@ def test_episode_aborted_when_recorder_dies_and_rerun():
     assert again.episode_id != spec.episode_id
 
 
+def test_episode_aborted_when_a_restarted_recorder_lost_it():
+    """A recorder killed and respawned within the heartbeat timeout never looks silent, but its bag is gone: the
+    rest of the episode would run unrecorded (found by test_fault_injection.py)."""
+    s = ready(make(recorder_timeout_s=5.0))
+    spec = s.next_episode()
+    s.start(spec, 0.0, time_limit_s=100.0)
+    s.on_recorder(1.0, {**READY, "recording": spec.episode_id})
+    assert s.check_end(2.0) is None
+    s.on_recorder(3.0, READY)  # the respawned recorder: alive, ready, recording nothing
+    s.on_recorder(3.5, {**READY, "recording": spec.episode_id})  # (saying the right id again does not undo it)
+    outcome, why = s.check_end(3.5)
+    assert outcome == "aborted" and "stopped recording" in why
+    s.end(outcome)
+    again = s.next_episode()
+    assert again.seq == spec.seq and again.episode_id != spec.episode_id
+    s.start(again, 4.0, time_limit_s=100.0)  # the retry is judged on its own
+    s.on_recorder(4.5, {**READY, "recording": again.episode_id})
+    assert s.check_end(5.0) is None
+
+
 def test_episode_aborted_when_recorder_never_confirms():
     s = ready(make(recorder_timeout_s=5.0))
     spec = s.next_episode()

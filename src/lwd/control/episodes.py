@@ -11,7 +11,8 @@ Rules:
     the plan ends after ``rounds * episodes_per_round`` episodes.
   * Recorder gate: an episode starts only while the episode recorder's heartbeat is fresh and it reports itself
     ready; an episode is aborted when the recorder does not confirm it is recording it, or falls silent, within
-    ``recorder_timeout_s`` — the fleet never runs experience nobody records.
+    ``recorder_timeout_s``, or stops recording it after it had confirmed (a recorder restarted within the timeout)
+    — the fleet never runs experience nobody records.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class _Running:
     time_limit_s: float
     rewarded_at: float | None = None
     recorder_confirmed: bool = False
+    recorder_lost: str | None = None  # what the recorder said it records after it had confirmed this episode
 
 
 class EpisodeScheduler:
@@ -105,8 +107,13 @@ class EpisodeScheduler:
         self.recorder_ready = bool(status.get("ready", False))
         self.recorder_recording = str(status.get("recording") or "")
         self.recorder_error = str(status.get("error") or "")
-        if self.running is not None and self.recorder_recording == self.running.spec.episode_id:
-            self.running.recorder_confirmed = True
+        if self.running is not None:
+            if self.recorder_recording == self.running.spec.episode_id:
+                self.running.recorder_confirmed = True
+            elif self.running.recorder_confirmed and self.running.recorder_lost is None:
+                # It recorded this episode and no longer does: a recorder restarted faster than its heartbeat
+                # timeout has lost the episode's bag (the rest of the episode would run unrecorded).
+                self.running.recorder_lost = self.recorder_recording
 
     def on_reward(self, now: float, reward: float) -> None:
         if self.running is not None and reward > 0 and self.running.rewarded_at is None:
@@ -182,6 +189,9 @@ class EpisodeScheduler:
                 return "aborted", f"the episode recorder fell silent ({silent:.0f} s)"
             if not r.recorder_confirmed and now - r.t0 > self.recorder_timeout_s:
                 return "aborted", f"the episode recorder is not recording {r.spec.episode_id}"
+            if r.recorder_lost is not None:
+                return "aborted", (f"the episode recorder stopped recording {r.spec.episode_id} (restarted?); "
+                                   f"it records {r.recorder_lost or 'nothing'}")
         if r.rewarded_at is not None and now - r.rewarded_at >= self.settle_s:
             return "success", "task completed"
         if now - r.t0 > r.time_limit_s:
