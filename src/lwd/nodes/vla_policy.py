@@ -40,7 +40,13 @@ from lwd.nodes.common import (
     parse_json,
     run_node,
 )
-from lwd.policy.checkpoint import CheckpointError, latest_valid_checkpoint, load_checkpoint, resolve_announced
+from lwd.policy.checkpoint import (
+    CheckpointError,
+    fallback_report,
+    latest_valid_checkpoint,
+    load_checkpoint,
+    resolve_announced,
+)
 from lwd.policy.hotswap import Announcement, PolicyLoader, supersedes
 from lwd.policy.inference import VLAPolicy
 from lwd.robot import CONTROL_DT, JOINT_NAMES
@@ -118,9 +124,11 @@ class VLAPolicyNode(Node):
                 self.diag.reject(e.reason, f"initial checkpoint {checkpoint}: {e}")
             return
         found = latest_valid_checkpoint(self.policies)
-        self.quarantined = [q.to_dict() for q in found.quarantined]
-        for q in found.quarantined:
-            self.get_logger().error(f"policy v{q.version} is corrupt ({q.reason}: {q.detail}); quarantined to "
+        report = fallback_report(self.policies, found)  # with what the learner or another robot moved first
+        self.quarantined = [q.to_dict() for q in report]
+        for q in report:
+            by = "" if q in found.quarantined else " by another process"
+            self.get_logger().error(f"policy v{q.version} is corrupt ({q.reason}: {q.detail}); quarantined{by} to "
                                     f"{q.to or 'elsewhere by another process'}; falling back to an older version")
         if found.checkpoint is not None:
             self.policy = VLAPolicy.from_checkpoint(found.checkpoint, exec_steps=self.exec_steps)

@@ -33,7 +33,8 @@ from lwd.policy.model import FlowVLA, PolicyConfig
 __all__ = [
     "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "sha256_file",
     "list_versions", "latest_version", "version_dir", "resolve_announced", "Quarantined", "ValidCheckpoint",
-    "latest_valid_checkpoint", "quarantine_checkpoint", "QUARANTINE_SUBDIR",
+    "latest_valid_checkpoint", "quarantine_checkpoint", "quarantined_versions", "fallback_report",
+    "QUARANTINE_SUBDIR",
 ]
 
 log = logging.getLogger("lwd.checkpoint")
@@ -42,6 +43,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
 _VERSION_DIR = re.compile(r"^v(\d+)$")
+_QUARANTINED_DIR = re.compile(r"^v(\d+)__(\d+)")
 QUARANTINE_SUBDIR = Path("quarantine") / "policies"  # relative to the store root (the parent of policies/)
 
 
@@ -303,3 +305,42 @@ def latest_valid_checkpoint(policies: Path, quarantine: bool = True) -> ValidChe
             to = quarantine_checkpoint(policies, v, e.reason, str(e)) if quarantine else None
             bad.append(Quarantined(v, e.reason, str(e), to))
     return ValidCheckpoint(None, bad)
+
+
+def quarantined_versions(policies: Path, newer_than: int = -1) -> list[Quarantined]:
+    """Checkpoints newer than ``newer_than`` that sit in ``<store>/quarantine/policies/``, moved there by any process
+    (now or on an earlier start): newest version first, one entry per version (its latest move), with the reason
+    from its ``.reason.txt`` (``unknown`` while that is not written yet)."""
+    qdir = Path(policies).parent / QUARANTINE_SUBDIR
+    latest: dict[int, tuple[int, Path]] = {}
+    try:
+        entries = list(qdir.iterdir()) if qdir.is_dir() else []
+    except OSError:
+        entries = []
+    for d in entries:
+        m = _QUARANTINED_DIR.match(d.name)
+        if m is None or int(m.group(1)) <= newer_than or not d.is_dir():
+            continue
+        v, t = int(m.group(1)), int(m.group(2))
+        if v not in latest or t > latest[v][0]:
+            latest[v] = (t, d)
+    out = []
+    for v in sorted(latest, reverse=True):
+        d = latest[v][1]
+        try:
+            text = (qdir / f"{d.name}.reason.txt").read_text("utf8").strip()
+        except OSError:
+            text = ""
+        reason, _, detail = text.partition(": ")
+        out.append(Quarantined(v, reason or "unknown", detail, d))
+    return out
+
+
+def fallback_report(policies: Path, found: ValidCheckpoint) -> list[Quarantined]:
+    """What a process that started from ``found`` must report as quarantined: the corrupt versions its own walk
+    found, plus newer versions another process quarantined first (robots and the learner start together and race to
+    move the same corrupt checkpoint; the loser used to start on the older version without a word). Newest first."""
+    running = found.checkpoint.version if found.checkpoint is not None else -1
+    mine = {q.version for q in found.quarantined}
+    others = [q for q in quarantined_versions(policies, running) if q.version not in mine]
+    return sorted([*found.quarantined, *others], key=lambda q: -q.version)
