@@ -27,6 +27,7 @@ ARGS = {
     "offline_updates": ("", "learner offline-phase steps on the demos"),
     "gate": ("", "learner promotion gate: sim | none (default from LearnerConfig)"),
     "gate_episodes": ("", "learner gate rollouts per task and policy"),
+    "background_updates": ("", "learner updates per poll while waiting for episodes (default from LearnerConfig)"),
     "learner": ("true", "start the learner"),
     "respawn": ("true", "restart robot nodes and the learner when they die"),
 }
@@ -56,6 +57,7 @@ def _fleet(context):
                 "min_new_episodes": str(n * max(1, int(a["episodes_per_round"]))),
                 "updates_per_round": a["updates_per_round"], "offline_updates": a["offline_updates"],
                 "gate": a["gate"], "gate_episodes": a["gate_episodes"], "tasks": a["tasks"],
+                "background_updates": a["background_updates"],
                 "respawn": a["respawn"],
             }.items()))
     return actions
