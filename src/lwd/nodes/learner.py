@@ -12,7 +12,6 @@ from std_msgs.msg import String
 
 from lwd.config import from_params, param_defaults
 from lwd.nodes.common import FLEET_POLICY_TOPIC, LATCHED_QOS, LEARNER_STATUS_TOPIC, run_node
-from lwd.policy.checkpoint import quarantined_versions
 from lwd.rl.learner import Learner, LearnerConfig
 
 
@@ -28,24 +27,12 @@ class LearnerNode(Node):
         self.pub = self.create_publisher(String, FLEET_POLICY_TOPIC, LATCHED_QOS)
         self.status_pub = self.create_publisher(String, LEARNER_STATUS_TOPIC, LATCHED_QOS)
         self.learner = Learner(store, cfg)
-        self._report_quarantined_by_others()
         self._announce()
         self._publish_status()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="learner", daemon=True)
         self.thread.start()
         self.get_logger().info(f"learner up: algo={cfg.algo} store={store} serving v{self.learner.version}")
-
-    def _report_quarantined_by_others(self) -> None:
-        """Learner.quarantined lists what the learner's own start moved aside; when a robot started first and already
-        quarantined the corrupt newest version, the learner still falls back and must say so in its status."""
-        mine = {q["version"] for q in self.learner.quarantined}
-        others = [q for q in quarantined_versions(self.learner.policies, self.learner.version) if q.version not in mine]
-        for q in others:
-            self.get_logger().error(f"policy v{q.version} is corrupt ({q.reason}: {q.detail}); quarantined by another "
-                                    f"process to {q.to}; serving v{self.learner.version}")
-        self.learner.quarantined = sorted([*self.learner.quarantined, *(q.to_dict() for q in others)],
-                                          key=lambda q: -q["version"])
 
     def _announce(self) -> None:
         note = self.learner.announcement()
@@ -76,6 +63,8 @@ class LearnerNode(Node):
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=5.0)
+        if not self.thread.is_alive():  # a poll still running owns the learner: leave its writer alone
+            self.learner.close()
 
 
 def main(args=None) -> int:

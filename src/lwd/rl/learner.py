@@ -29,6 +29,7 @@ import torch
 
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import (
+    fallback_report,
     latest_valid_checkpoint,
     latest_version,
     load_checkpoint,
@@ -127,7 +128,10 @@ class Learner:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         # The newest *valid* version: corrupt newer ones are quarantined (status() lists them).
-        ckpt, quarantined = latest_valid_checkpoint(self.policies)
+        found = latest_valid_checkpoint(self.policies)
+        ckpt = found.checkpoint
+        # Its own walk's finds plus newer versions a robot quarantined first (they race to move the same one).
+        quarantined = fallback_report(self.policies, found)
         self.quarantined = [q.to_dict() for q in quarantined]
         for q in quarantined:
             log.error("learner: v%d is corrupt (%s); quarantined to %s; falling back", q.version, q.detail, q.to)
@@ -376,6 +380,12 @@ class Learner:
             self._tb.flush()
         except ImportError:  # tensorboard is optional on robots
             pass
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer (the node calls this on shutdown)."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
