@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from ament_index_python.packages import get_package_share_directory
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
+    # A process started in the background by a non-interactive shell inherits SIGINT as ignored; launch would then
+    # miss Ctrl-C / the group's SIGINT while its nodes exit on it, and respawn them (respawn=True) forever.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     name, rest = argv[0], argv[1:]
     args = dict(a.split(":=", 1) for a in rest if ":=" in a)
     path = name if os.path.isfile(name) else os.path.join(get_package_share_directory("lwd"), "launch", name)
