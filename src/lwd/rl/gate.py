@@ -74,7 +74,7 @@ class SimGate(Gate):
         evidence.update({f"deployed/{t}": k / self.episodes for t, k in dep.items()})
         return accept, evidence
 
-    def remember(self, key: str, model: FlowVLA, evidence: dict[str, float]) -> None:
+    def remember(self, key: str, evidence: dict[str, float]) -> None:
         """After publishing: the candidate's gate score becomes the deployed one's (same seeds, no rerun)."""
         self._cache[key] = {t: round(evidence[f"candidate/{t}"] * self.episodes) for t in self.tasks}
 

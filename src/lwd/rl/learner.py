@@ -20,6 +20,7 @@ import csv
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from lwd.policy.checkpoint import (
     save_checkpoint,
     version_dir,
 )
+from lwd.policy.flow import sample_euler
 from lwd.policy.model import FlowVLA
 from lwd.rl.algorithms import ALGORITHMS, make_algorithm
 from lwd.rl.dataset import ChunkBuffer
@@ -282,8 +284,6 @@ class Learner:
         mc = self.model.cfg
         noise = torch.zeros(len(idx), mc.action_dim)
         scale = torch.tensor(mc.action_scale).repeat(mc.horizon)
-        from lwd.policy.flow import sample_euler
-
         a_new = sample_euler(self.model.expert, obs, mc.action_dim, mc.flow_steps, noise=noise)
         a_dep = sample_euler(self.deployed_model.expert, obs, mc.action_dim, mc.flow_steps, noise=noise)
         out["actor/shift_from_deployed_rad"] = float(((a_new - a_dep).abs() * scale).mean())
@@ -329,7 +329,7 @@ class Learner:
         self.sha256 = json.loads((path / "manifest.json").read_text())["sha256"]
         self.deployed_model.load_state_dict(self.model.state_dict())
         if isinstance(self.gate, SimGate):
-            self.gate.remember(f"v{self.version}:{self.sha256}", self.model, evidence)
+            self.gate.remember(f"v{self.version}:{self.sha256}", evidence)
         self.algo.on_published()
         self._save_state()
         log.info("learner: published v%d (%d new episodes, %d steps in buffer, gate %s)", new, episodes,
@@ -338,8 +338,6 @@ class Learner:
 
     def _next_version(self) -> int:
         """One above every version ever used here: published, quarantined, or recorded in state.json."""
-        import re
-
         used = [self.version, latest_version(self.policies) or 0, int(self._load_state().get("version", 0))]
         qdir = self.store.root / "quarantine" / "policies"
         if qdir.is_dir():
