@@ -41,9 +41,12 @@ def test_bench_chunking_cli_writes_table(tiny_store, tmp_path):
 def test_bench_systems_first_cut(tiny_store, tmp_path):
     out = tmp_path / "systems"
     assert main(["bench", "systems", "--store", str(tiny_store), "--inferences", "3", "--updates", "1",
-                 "--out", str(out)]) == 0
+                 "--io-repeats", "1", "--out", str(out)]) == 0
     res = json.loads((out / "systems.json").read_text())
     for v in ("plain", "rtc"):
         assert res["inference"][v]["n"] == 3 and res["inference"][v]["p99"] >= res["inference"][v]["p50"] > 0
     assert set(res["learner"]) >= {"lwd", "bc"} and res["machine"]["cpus"] >= 1
     assert "inference_ms (plain)" in (out / "systems.md").read_text()
+    # without --ros the recorder-write and ingest figures run on the store's own bags
+    assert res["io"]["recorder_write"]["ratio"] > 0 and res["io"]["ingest"]["ingest_ratio"] > 0
+    assert "ingest_ratio" in (out / "systems.md").read_text()

@@ -64,7 +64,11 @@ def _cmd_bench_systems(a: argparse.Namespace) -> int:
 
     run_systems_bench(SystemsBenchConfig(store=Path(a.store), out=Path(a.out), version=a.version,
                                          inferences=a.inferences, updates=a.updates, algos=tuple(a.algos.split(",")),
-                                         ros_robots=tuple(int(x) for x in a.ros.split(",") if x)))
+                                         ros_robots=tuple(int(x) for x in a.ros.split(",") if x),
+                                         ros_window_s=a.ros_window, camera_budget_hz=a.camera_budget_hz,
+                                         io_repeats=a.io_repeats,
+                                         scaling=tuple(int(x) for x in a.scaling.split(",") if x),
+                                         scaling_window_s=a.scaling_window))
     return 0
 
 
@@ -177,13 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/bench_chunking")
     c.set_defaults(fn=_cmd_bench_chunking)
-    c = what.add_parser("systems", help="systems figures (first cut: inference p50/p99, learner update cost)")
+    c = what.add_parser("systems", help="systems figures: inference, learner update cost, obs->cmd, control rate, "
+                                        "hot-swap, recorder drops and write speed, ingest, scaling with fleet size")
     c.add_argument("--store", required=True, help="store holding policies/v<N> and its episodes")
     c.add_argument("--version", type=int, default=None)
     c.add_argument("--inferences", type=int, default=100, help="timed chunks per inference variant")
     c.add_argument("--updates", type=int, default=30, help="timed learner updates per algorithm")
     c.add_argument("--algos", default="lwd,bc")
-    c.add_argument("--ros", default="", help="fleet sizes for the ROS-graph figures, e.g. 2,4 (default: none)")
+    c.add_argument("--ros", default="", help="fleet sizes for the ROS-graph figures (obs->cmd, control rate, hot-swap, "
+                                             "recorder drops), e.g. 2,4,8 (default: none)")
+    c.add_argument("--ros-window", type=float, default=10.0, help="seconds measured idle per --ros fleet")
+    c.add_argument("--camera-budget-hz", type=float, default=40.0,
+                   help="frames/s all cameras of a fleet may render: per-robot rate min(10, budget/N); 0 = always 10")
+    c.add_argument("--io-repeats", type=int, default=3, help="passes (best taken) of the recorder-write and ingest "
+                                                              "measurements")
+    c.add_argument("--scaling", default="", help="fleet sizes for CPU per robot-second and control-rate ratio, "
+                                                 "e.g. 1,2,4,8,16 (default: none)")
+    c.add_argument("--scaling-window", type=float, default=20.0, help="seconds measured per --scaling fleet")
     c.add_argument("--out", default="bench/results")
     c.set_defaults(fn=_cmd_bench_systems)
 

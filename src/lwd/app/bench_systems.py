@@ -1,4 +1,4 @@
-"""`lwd bench systems` (first cut): systems figures measured side by side in one run, in-process.
+"""`lwd bench systems`: systems figures measured side by side in one run (in-process, and over the ROS graph).
 
 Measured so far:
 
@@ -8,8 +8,12 @@ Measured so far:
 * ``learner``: wall time per learner update (``Algorithm.update`` on the cached features of the store's episodes)
   for ``lwd`` and ``bc``, and their ratio (target <= 2x).
 
-Not measured yet (need the ROS graph): obs -> cmd latency through DDS, control rate and missed ticks, hot-swap time at
-fleet size, recorder drops and write speed, ingest ratio, scaling with the number of robots.
+With ``ros_robots`` (``--ros 2,4,8``): obs -> cmd latency through DDS, control rate and missed ticks, hot-swap time
+and recorder drops per fleet size (:mod:`lwd.app.bench_ros`); on the bags of the largest fleet (else the store's
+episodes): the recorder's write MB/s vs a raw ``mcap`` writer and the learner's ingest vs a raw ``rosbags`` read
+(:mod:`lwd.app.bench_io`). With ``scaling`` (``--scaling 1,2,4,8,16``): CPU seconds per robot-second and control-rate
+ratio per fleet size (:mod:`lwd.app.bench_scaling`). The camera rate is reduced at large N when
+``camera_budget_hz`` > 0 (at most that many frames/s over the fleet); the table says so.
 Writes ``systems.json`` and ``systems.md`` (default ``bench/results``), with the command, commit and machine.
 """
 
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lwd.app.bench_io import episode_bags, ingest_ratio, recorder_write
 from lwd.robot import CONTROL_DT
 
 __all__ = ["SystemsBenchConfig", "run_systems_bench", "percentiles"]
@@ -50,6 +55,14 @@ class SystemsBenchConfig:
     ros_robots: tuple[int, ...] = ()
     """Fleet sizes for the ROS-graph figures (robot.launch.py per robot; needs the installed package), e.g. (2,)."""
     ros_window_s: float = 10.0
+    camera_budget_hz: float = 40.0
+    """Frames/s the whole fleet's cameras may render: per-robot rate min(10, budget / N) (0 = always 10 Hz)."""
+    io_repeats: int = 3
+    """Passes (best taken) of the recorder-write and ingest measurements."""
+    io_max_mb: float = 64.0
+    scaling: tuple[int, ...] = ()
+    """Fleet sizes for the scaling figure, e.g. (1, 2, 4, 8, 16)."""
+    scaling_window_s: float = 20.0
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -150,6 +163,22 @@ def _profile(fn, args: tuple, calls: int, top: int = 8) -> list[dict]:
              "calls_per_update": round(v[1] / calls, 1)} for (f, line, name), v in rows]
 
 
+def _io(cfg: SystemsBenchConfig, bags: list[Path], source: str, store: Path, version: int, log) -> dict:
+    from lwd.policy.checkpoint import version_dir
+
+    out = {"source": source,
+           "recorder_write": recorder_write(bags, repeats=cfg.io_repeats, max_mb=cfg.io_max_mb),
+           "ingest": ingest_ratio(bags, version_dir(store / "policies", version), version, repeats=cfg.io_repeats,
+                                  threads=cfg.threads)}
+    log(f"[systems] io: {json.dumps(out)}")
+    return out
+
+
+def _cam(r: dict) -> str:
+    hz = r.get("camera_hz")
+    return f", camera {hz:g} Hz" if hz is not None and hz != 10.0 else ""
+
+
 def _markdown(res: dict) -> str:
     inf, lrn = res["inference"], res["learner"]
     period = inf["executed_chunk_period_ms"]
@@ -179,8 +208,8 @@ def _markdown(res: dict) -> str:
             continue
         o = r["obs_to_cmd_ms"]
         if o.get("n"):
-            rows.append(f"| obs_to_cmd_ms p50 / p99, N = {n} (n = {o['n']}) | {o['p50']:.0f} / {o['p99']:.0f} | "
-                        "p99 ≤ 20 + inference |")
+            rows.append(f"| obs_to_cmd_ms p50 / p99, N = {n}{_cam(r)} (n = {o['n']}) | {o['p50']:.0f} / "
+                        f"{o['p99']:.0f} | p99 ≤ 20 + inference |")
         for phase in ("idle", "during_hotswap"):
             per = r.get(phase, {})
             rates = [x["control_rate_hz"] for x in per.values() if x["control_rate_hz"]]
@@ -188,14 +217,66 @@ def _markdown(res: dict) -> str:
             total = sum(x.get("ticks", 0) for x in per.values())
             if rates:
                 rows.append(f"| control_rate_hz (min over robots) / missed ticks, {phase.replace('_', ' ')}, "
-                            f"N = {n} | {min(rates):.1f} / {missed} of {total} | 50 / 0 |")
+                            f"N = {n}{_cam(r)} | {min(rates):.1f} / {missed} of {total} | 50 / 0 |")
         hs = r.get("hotswap_s")
-        rows.append(f"| hotswap_s, N = {n} | {hs:.2f} |" if hs is not None else f"| hotswap_s, N = {n} | timed out |")
+        rows.append(f"| hotswap_s, N = {n}{_cam(r)} | {hs:.2f} |" if hs is not None
+                    else f"| hotswap_s, N = {n}{_cam(r)} | timed out |")
         rows[-1] += " < 1 s at N = 8 |"
+        rows += _drop_rows(n, r)
+    rows += _io_rows(res.get("io") or {})
+    rows += _scaling_rows(res.get("scaling") or [])
     head = (f"`{res['command']}` at commit {res['commit']} on {res['machine']['platform']} "
             f"({res['machine']['cpus']} CPUs, torch threads {res['machine']['torch_threads']}), policy "
             f"v{res['policy']['version']}.\n\n")
     return head + "\n".join(rows) + "\n"
+
+
+def _drop_rows(n, r: dict) -> list[str]:
+    d = r.get("recorder")
+    if not d or d.get("drop_rate") is None:
+        return []
+    lossy = [f"{t} {c['dropped']}/{c['published']}" for t, c in d["per_topic"].items() if c["dropped"]]
+    where = "; ".join(lossy) if lossy else f"none on any of {len(d['per_topic'])} topics"
+    return [f"| recorder_drop_rate, N = {n}{_cam(r)}: dropped / published, {d['bags']} bags ({where}) | "
+            f"{d['dropped']} / {d['published']} ({d['drop_rate']:.4f}) | 0 at N = 8 |"]
+
+
+def _io_rows(io: dict) -> list[str]:
+    rows = []
+    w, g = io.get("recorder_write") or {}, io.get("ingest") or {}
+    if "ratio" in w:
+        rows.append(f"| recorder write MB/s / raw mcap writer MB/s (ratio), {w['mb']:.1f} MB of {io['source']} | "
+                    f"{w['recorder_mb_s']:.1f} / {w['raw_mcap_mb_s']:.1f} ({w['ratio']:.2f}x) | – |")
+        rows.append(f"| recorder: closing a bag (rosbags writes metadata.yaml), ms per bag (share of write time) | "
+                    f"{w['recorder_close_ms_per_bag']:.0f} ({w['recorder_close_share']:.0%}) | – |")
+    elif w:
+        rows.append(f"| recorder write vs raw mcap | {w.get('error')} | – |")
+    if "ingest_ratio" in g:
+        rows.append(f"| ingest transitions/s: learner / raw rosbags read (ingest_ratio), {g['transitions']} "
+                    f"transitions of {io['source']} | {g['learner_transitions_s']:.0f} / "
+                    f"{g['raw_read_transitions_s']:.0f} ({g['ingest_ratio']:.2f}x) | ≥ 0.8x |")
+        rows.append(f"| ingest without indexing and feature encoding (bag -> steps only) / raw read | "
+                    f"{g['load_only_transitions_s']:.0f} / {g['raw_read_transitions_s']:.0f} "
+                    f"({g['load_only_ratio']:.2f}x) | – |")
+    elif g:
+        rows.append(f"| ingest_ratio | {g.get('error')} | ≥ 0.8x |")
+    return rows
+
+
+def _scaling_rows(scaling: list[dict]) -> list[str]:
+    rows = []
+    for r in scaling:
+        n = r["robots"]
+        if "error" in r:
+            rows.append(f"| scaling, N = {n}{_cam(r)} | {r['error']} | – |")
+            continue
+        top = max(r["cpu_s_per_robot_s_by_kind"].items(), key=lambda kv: kv[1])
+        rows.append(f"| scaling, N = {n}{_cam(r)}: CPU s per robot-s (vs N = {scaling[0]['robots']}; top: "
+                    f"{top[0]} {top[1]:.2f}) / control-rate ratio min, mean / machine busy | "
+                    f"{r['cpu_s_per_robot_s']:.2f} ({r.get('cost_vs_first', float('nan')):.2f}x) / "
+                    f"{r['control_rate_ratio_min']:.2f}, {r['control_rate_ratio_mean']:.2f} / "
+                    f"{r['system_busy']:.0%} | ≤ 1.2x / 1 |")
+    return rows
 
 
 def run_systems_bench(cfg: SystemsBenchConfig, log=print) -> dict:
@@ -222,18 +303,36 @@ def run_systems_bench(cfg: SystemsBenchConfig, log=print) -> dict:
     log(f"[systems] inference: {json.dumps(res['inference'])}")
     res["learner"] = _learner(cfg, store, version)
     log(f"[systems] learner: {json.dumps(res['learner'])}")
+    io_bags: list[Path] = []
+    io_source = f"{store}/episodes"
     if cfg.ros_robots:
-        from lwd.app.bench_ros import measure_fleet
+        from lwd.app.bench_ros import camera_rate_hz, measure_fleet
 
         res["ros"] = {}
         for n in cfg.ros_robots:
             work = Path(tempfile.mkdtemp(prefix=f"lwd-sys-ros{n}-"))
             try:
-                res["ros"][str(n)] = measure_fleet(store, version, n, work, cfg.ros_window_s, log=log)
-                shutil.rmtree(work, ignore_errors=True)
+                res["ros"][str(n)] = measure_fleet(store, version, n, work, cfg.ros_window_s, log=log,
+                                                   camera_hz=camera_rate_hz(n, cfg.camera_budget_hz))
             except RuntimeError as e:  # keep the launch logs for a look
                 res["ros"][str(n)] = {"error": f"{e} (logs in {work})"}
                 log(f"[systems] ROS fleet of {n}: {e}; logs in {work}")
+                continue
+            if n == max(cfg.ros_robots):  # the recorder's and the learner's speed on the largest fleet's bags
+                io_bags = episode_bags(work / "store" / "episodes")
+                io_source = f"the {len(io_bags)} bags of the N = {n} fleet"
+                res["io"] = _io(cfg, io_bags, io_source, store, version, log)
+            shutil.rmtree(work, ignore_errors=True)
+    if "io" not in res:
+        res["io"] = _io(cfg, episode_bags(store / "episodes"), io_source, store, version, log)
+    if cfg.scaling:
+        from lwd.app.bench_scaling import measure_scaling
+
+        work = Path(tempfile.mkdtemp(prefix="lwd-sys-scaling-"))
+        res["scaling"] = measure_scaling(store, version, cfg.scaling, work, cfg.scaling_window_s,
+                                         camera_budget_hz=cfg.camera_budget_hz, log=log)
+        if not any("error" in r for r in res["scaling"]):
+            shutil.rmtree(work, ignore_errors=True)
     res["wall_s"] = round(time.time() - t0, 1)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
