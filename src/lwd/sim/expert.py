@@ -18,17 +18,25 @@ import math
 import mujoco
 import numpy as np
 
-from lwd.sim.tasks import ITEM_NAMES, ITEMS, Goal
+from lwd.sim.tasks import CATALOGUE, Goal
 from lwd.sim.world import (
     ARMS,
     BIN_CENTER,
     BIN_WALL_H,
     CONTROL_DT,
+    DRAWER_FLOOR,
+    DRAWER_HANDLE,
     GRIPPER_OPEN,
+    HANDOVER_END_X,
+    HANDOVER_POSE,
     ITEM_LANES,
+    LOWER_SHELF_Y,
     N_JOINTS,
     SHELF_TOP,
     SLOTS,
+    STORE_REGIONS,
+    TOP_SHELF_SPOT_Y,
+    TOP_SHELF_SPOTS,
     SimWorld,
 )
 
@@ -43,6 +51,12 @@ V_MAX = 0.35  # m/s Cartesian speed of the commanded tool target
 V_SLOW = 0.2  # m/s for the final descent / lowering
 V_CREEP = 0.06  # m/s floor of an eased carry (TaskSpec.carry_slowdown)
 JOINT_STEP_MAX = 0.35  # rad per control step for joint-space moves
+STORE_TRAVEL_Z = 0.28  # store scene: empty transits clear items standing on the top shelf (up to 0.25 m)
+STORE_CARRY_BOTTOM = 0.21  # store scene: item bottom while carrying (clears the items on the lower shelf)
+HANDOVER_GRASP = 0.045  # handover: each arm grips the long pack this far from its middle, on its own side
+DRAWER_PULL_Q = 0.12  # pull the drawer to this opening (the task counts it open past DRAWER_OPEN_Q)
+DRAWER_DROP_Y = -0.04  # item centre in the drawer frame when placed
+YAW_SLEW = 0.12  # rad per control step when the wrist turns while carrying
 
 
 def arm_slice(arm: str) -> slice:
@@ -77,6 +91,7 @@ class ScriptedExpert:
         self.world = world
         self.noise = float(noise)
         self.seed = int(seed)
+        self._ik_model = world.model
         self._ik_data = mujoco.MjData(world.model)
         self.home_tcp = self._home_tcp()
         self.phase = "idle"
@@ -88,6 +103,7 @@ class ScriptedExpert:
         self._jnoise = np.zeros(N_JOINTS)
         self._blocked = 0  # control steps the descent made no headway (finger landed on something)
         self._speed = float(np.clip(1.0 + 0.25 * self.noise * self._rng.standard_normal(), 0.6, 1.4))
+        self._spots: dict[int, tuple[float, float]] = {}
         self.phase = "idle"
 
     # ------------------------------------------------------------------ decisions
@@ -102,6 +118,12 @@ class ScriptedExpert:
 
     def _goal_done(self, g: Goal) -> bool:
         w = self.world
+        if w.scene != "base":
+            if g.region.startswith(("hand:", "drawer:")):
+                return w.goal_done(g)
+            upright = g.region == "drawer" or w.item_upright(g.item)  # fruit may lie on its side in the drawer
+            return (w.goal_done(g, resting=False) and upright and not w.holders(g.item)
+                    and not self._releasing(g.item))
         return w.in_region(g.item, g.region, resting=False) and w.item_upright(g.item) and w.held_by(g.item) is None
 
     def arm_for(self, g: Goal) -> str:
@@ -109,6 +131,8 @@ class ScriptedExpert:
         held = w.held_by(g.item)
         if held is not None:
             return held
+        if w.scene != "base":
+            return self._store_arm(g)
         if g.region in SLOTS and abs(SLOTS[g.region][0]) > 0.05:
             return "left" if SLOTS[g.region][0] < 0 else "right"
         return "left" if w.item_pos(g.item)[0] < 0 else "right"
@@ -125,18 +149,25 @@ class ScriptedExpert:
     def act(self, obs: object = None) -> np.ndarray:
         """Next 14-D joint-position target computed from the current world state (``obs`` is ignored)."""
         w = self.world
+        if w.model is not self._ik_model:  # the world switched scenes
+            self._ik_model = w.model
+            self._ik_data = mujoco.MjData(w.model)
+            self.home_tcp = self._home_tcp()
         q = w.qpos14()
         target = q.copy()
         cur = self.current_goal()
-        active = None
+        active: set[str] = set()
         if cur is not None:
             idx, g = cur
-            active = self.arm_for(g)
-            self._act_arm(active, idx, g, q, target)
+            if w.scene != "base":
+                active = self._act_store(idx, g, q, target)
+            else:
+                active = {self.arm_for(g)}
+                self._act_arm(self.arm_for(g), idx, g, q, target)
         else:
             self.phase = "done"
         for arm in ARMS:
-            if arm != active:
+            if arm not in active:
                 self._idle_arm(arm, q, target)
         if self.noise > 0:
             self._jnoise = 0.7 * self._jnoise + 0.3 * self._rng.normal(0.0, 0.05 * self.noise, N_JOINTS)
@@ -159,11 +190,11 @@ class ScriptedExpert:
         sl = arm_slice(arm)
         target[_grip_index(arm)] = GRIPPER_OPEN
         far = float(np.linalg.norm(p[:2] - self.home_tcp[arm][:2])) > 0.04
-        if far and p[2] < TRAVEL_Z - 0.01:
-            goal = np.array([p[0], p[1], TRAVEL_Z])
+        if far and p[2] < self._travel_z - 0.01:
+            goal = np.array([p[0], p[1], self._travel_z])
             target[sl] = self._ik_step(arm, q, goal, self._tcp_yaw(arm))
         elif far:
-            goal = np.array([*self.home_tcp[arm][:2], TRAVEL_Z])
+            goal = np.array([*self.home_tcp[arm][:2], self._travel_z])
             target[sl] = self._ik_step(arm, q, goal, self._tcp_yaw(arm))
         else:
             step = np.clip(home[sl] - q[sl], -JOINT_STEP_MAX, JOINT_STEP_MAX)
@@ -171,33 +202,44 @@ class ScriptedExpert:
 
     def _act_arm(self, arm: str, idx: int, g: Goal, q: np.ndarray, target: np.ndarray) -> None:
         w = self.world
-        it = ITEMS[g.item]
+        store = w.scene != "base"
+        it = CATALOGUE[g.item]
         grasp_off, place_off = self._offsets_for(idx)
         p = w.tcp_pos(arm)
         c = w.item_pos(g.item)
         bottom = c[2] - it.half_height
         grip = w.gripper(arm)
         gi = _grip_index(arm)
-        if w.held_by(g.item) == arm:
+        held = arm in w.holders(g.item) if store else w.held_by(g.item) == arm
+        if held:
             off = p - c
             yaw = self._tcp_yaw(arm)
-            if g.region in SLOTS:
+            carry_bottom = CARRY_BOTTOM
+            if store:
+                dest_xy, rest_bottom, place_yaw = self._store_dest(arm, idx, g)
+                dest_xy = dest_xy + place_off
+                carry_bottom = STORE_CARRY_BOTTOM
+                if place_yaw is not None:
+                    err = _wrap(self._nearest_yaw(place_yaw, yaw) - yaw)
+                    aligned = abs(err) < 0.05
+                    yaw = yaw + float(np.clip(err, -YAW_SLEW, YAW_SLEW))
+            elif g.region in SLOTS:
                 dest_xy = np.array(SLOTS[g.region]) + place_off
                 rest_bottom = SHELF_TOP
             else:  # "bin"
                 dest_xy = self._bin_drop_xy(g.item) + place_off
                 rest_bottom = 0.0
             dxy = float(np.linalg.norm(c[:2] - dest_xy))
-            lowering = bottom < CARRY_BOTTOM - 0.01
-            over = dxy < (0.02 if lowering else 0.008)
+            lowering = bottom < carry_bottom - 0.01
+            over = dxy < (0.02 if lowering else 0.008) and (not store or place_yaw is None or aligned or lowering)
             target[gi] = 0.0
             if not over:
-                if bottom < CARRY_BOTTOM - 0.015 and dxy > 0.03:
+                if bottom < carry_bottom - 0.015 and dxy > 0.03:
                     self.phase = "lift"
-                    item_goal = np.array([c[0], c[1], CARRY_BOTTOM + it.half_height])
+                    item_goal = np.array([c[0], c[1], carry_bottom + it.half_height])
                 else:
                     self.phase = "carry"
-                    item_goal = np.array([dest_xy[0], dest_xy[1], CARRY_BOTTOM + it.half_height])
+                    item_goal = np.array([dest_xy[0], dest_xy[1], carry_bottom + it.half_height])
                 v = V_MAX
                 if w.task.carry_slowdown > 0:  # ease into the drop point: an abrupt stop can fling the item out
                     v = min(V_MAX, max(V_CREEP, w.task.carry_slowdown * dxy))
@@ -213,11 +255,23 @@ class ScriptedExpert:
             target[arm_slice(arm)] = self._ik_step(arm, q, item_goal + off, yaw, v)
             return
         # free item: approach, descend, close
+        if store and self._releasing(g.item) == arm and w.goal_done(g, resting=False):
+            self.phase = "release"  # just put down: open fully before moving away
+            target[gi] = GRIPPER_OPEN
+            target[arm_slice(arm)] = q[arm_slice(arm)]
+            return
         yaw = self._grasp_yaw(arm, g.item)
-        grasp = np.array([c[0], c[1], bottom + GRASP_H]) + grasp_off
-        above = np.array([grasp[0], grasp[1], max(TRAVEL_Z, grasp[2] + 0.08)])
+        gc = c
+        grasp_h = GRASP_H
+        if store:
+            gc = self._grasp_centre(arm, g)
+            grasp_h = min(GRASP_H, max(0.018, 0.45 * 2 * it.half_height))
+        grasp = np.array([gc[0], gc[1], bottom + grasp_h]) + grasp_off
+        if store and self._in_air(g.item):
+            grasp[2] = c[2] + 0.006  # an item held out by the other arm: grip it around its middle height
+        above = np.array([grasp[0], grasp[1], max(self._travel_z, grasp[2] + 0.08)])
         dxy = float(np.linalg.norm(p[:2] - grasp[:2]))
-        rel = w.tcp_mat(arm).T @ (c - p)  # item centre in the tool frame (y = closing axis)
+        rel = w.tcp_mat(arm).T @ (gc - p)  # grasp centre in the tool frame (y = closing axis)
         between = abs(rel[0]) < 0.025 and abs(rel[1]) < it.grasp_half_width + 0.012 and -0.06 < rel[2] < 0.03
         if grip < GRIPPER_OPEN - 0.006:
             if between and grip > it.grasp_half_width - 0.008:
@@ -227,7 +281,7 @@ class ScriptedExpert:
             else:
                 self.phase = "reopen"
                 target[gi] = GRIPPER_OPEN
-                up = np.array([p[0], p[1], min(p[2] + 0.04, TRAVEL_Z)])
+                up = np.array([p[0], p[1], min(p[2] + 0.04, self._travel_z)])
                 target[arm_slice(arm)] = self._ik_step(arm, q, up, self._tcp_yaw(arm), V_SLOW)
             return
         target[gi] = GRIPPER_OPEN
@@ -253,6 +307,192 @@ class ScriptedExpert:
             goal, v = above, V_MAX
         target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
 
+    # ------------------------------------------------------------------ store scene (handover, drawer, stack, semantic)
+    @property
+    def _travel_z(self) -> float:
+        return TRAVEL_Z if self.world.scene == "base" else STORE_TRAVEL_Z
+
+    def _releasing(self, item: str) -> str | None:
+        """Store: an arm whose tool is at the item and whose fingers are not open yet (it must open fully before it
+        moves away, or a finger drags the item along)."""
+        w = self.world
+        c = w.item_pos(item)
+        for a in ARMS:
+            if w.gripper(a) < GRIPPER_OPEN - 0.004 and float(np.linalg.norm(w.tcp_pos(a) - c)) < 0.07:
+                return a
+        return None
+
+    def _in_air(self, item: str) -> bool:
+        return bool(self.world.holders(item))
+
+    def _hands(self) -> tuple[str, str]:
+        hands = [g.region[5:] for g in self.world.goals if g.region.startswith("hand:")]
+        return hands[0], hands[1]
+
+    def _store_arm(self, g: Goal) -> str:
+        w = self.world
+        r = g.region
+        if r.startswith("hand:"):
+            return r[5:]
+        if r.startswith("shelf_"):
+            return r[6:]
+        if r.startswith("drawer"):
+            return "right"
+        x = float(w.item_pos(g.item)[0])
+        if r == "top_shelf":
+            free = {a: len(self._free_spots(a, g.item)) for a in ARMS}
+            side = "left" if x < 0 else "right"
+            if abs(x) < 0.05:
+                side = "left" if free["left"] > free["right"] else "right"
+            return side if free[side] else ("right" if side == "left" else "left")
+        return "left" if x < 0 else "right"
+
+    def _free_spots(self, arm: str, item: str) -> list[float]:
+        w = self.world
+        others = [w.item_pos(n) for n in w.present_items() if n != item]
+        return [
+            x for x in TOP_SHELF_SPOTS[arm]
+            if all(float(np.hypot(o[0] - x, o[1] - TOP_SHELF_SPOT_Y)) > 0.06 for o in others)
+        ]
+
+    def _store_dest(self, arm: str, idx: int, g: Goal) -> tuple[np.ndarray, float, float | None]:
+        """(item centre xy to put it down at, the height its bottom rests at, wrist yaw to turn to or None)."""
+        w = self.world
+        r = g.region
+        if r == "top_shelf":
+            if idx not in self._spots:
+                free = self._free_spots(arm, g.item) or list(TOP_SHELF_SPOTS[arm])
+                self._spots[idx] = (free[0], TOP_SHELF_SPOT_Y)
+            return np.array(self._spots[idx]), STORE_REGIONS["top_shelf"][2], None
+        if r == "bin":
+            return self._bin_drop_xy(g.item), 0.0, None
+        if r == "drawer":
+            o = w.drawer_origin()
+            return np.array([o[0], o[1] + DRAWER_DROP_Y]), DRAWER_FLOOR, 0.0
+        if r.startswith("on:"):
+            base = r[3:]
+            return w.item_pos(base)[:2], float(w.item_pos(base)[2] + CATALOGUE[base].half_height), None
+        if r.startswith("shelf_"):
+            side = -1.0 if r == "shelf_left" else 1.0
+            return np.array([side * HANDOVER_END_X, LOWER_SHELF_Y]), SHELF_TOP, None
+        raise ValueError(f"no destination for region {r!r}")
+
+    def _grasp_centre(self, arm: str, g: Goal) -> np.ndarray:
+        """Where to grip: the item's centre, or for the handover pack the half on ``arm``'s side."""
+        w = self.world
+        c = w.item_pos(g.item)
+        if not any(x.region.startswith("hand:") for x in w.goals):
+            return c
+        u = w.item_mat(g.item)[:, 0]
+        side = -1.0 if arm == "left" else 1.0
+        if u[0] * side < 0:
+            u = -u
+        return c + HANDOVER_GRASP * u
+
+    def _act_store(self, idx: int, g: Goal, q: np.ndarray, target: np.ndarray) -> set[str]:
+        """One step of the store tasks; returns the arms driven (the others idle)."""
+        w = self.world
+        r = g.region
+        if r.startswith("hand:"):
+            giver, receiver = self._hands()
+            holders = w.holders(g.item)
+            if r[5:] == giver or giver not in holders:
+                self._act_arm(giver, idx, g, q, target)  # the giver picks it up at its end
+                return {giver}
+            at = self._hold_out(giver, g, q, target)
+            if at or w.tcp_pos(receiver)[2] < HANDOVER_POSE[2] + 0.1:
+                self.phase = "handover"
+                self._act_arm(receiver, idx, g, q, target)
+            else:
+                self._idle_arm(receiver, q, target)
+            return {giver, receiver}
+        if r.startswith("shelf_") and any(x.region.startswith("hand:") for x in w.goals):
+            giver, receiver = self._hands()
+            holders = w.holders(g.item)
+            if giver in holders and receiver in holders:  # the giver lets go (idle arm opens); receiver holds on
+                self.phase = "let_go"
+                target[_grip_index(receiver)] = 0.0
+                return {receiver}
+            self._act_arm(receiver, idx, g, q, target)
+            return {receiver}
+        if r in ("drawer:open", "drawer:closed"):
+            self._drawer("right", r == "drawer:open", q, target)
+            return {"right"}
+        arm = self.arm_for(g)
+        self._act_arm(arm, idx, g, q, target)
+        return {arm}
+
+    def _hold_out(self, arm: str, g: Goal, q: np.ndarray, target: np.ndarray) -> bool:
+        """Carry the held pack to the handover pose and hold it there; True once it is there and still."""
+        w = self.world
+        it = CATALOGUE[g.item]
+        c = w.item_pos(g.item)
+        p = w.tcp_pos(arm)
+        hx, hy, hb = HANDOVER_POSE
+        goal = np.array([hx, hy, hb + it.half_height])
+        target[_grip_index(arm)] = 0.0
+        d = float(np.linalg.norm(goal - c))
+        if c[2] - it.half_height < hb - 0.015 and float(np.linalg.norm(goal[:2] - c[:2])) > 0.03:
+            goal = np.array([c[0], c[1], goal[2]])  # lift first
+        v = min(V_MAX, max(V_CREEP, 2.5 * d))
+        target[arm_slice(arm)] = self._ik_step(arm, q, goal + (p - c), self._tcp_yaw(arm), v)
+        return d < 0.012 and w.item_speed(g.item) < 0.03
+
+    def _drawer(self, arm: str, want_open: bool, q: np.ndarray, target: np.ndarray) -> None:
+        """Grip the drawer's handle post from above and pull it open / push it closed."""
+        w = self.world
+        h = w.handle_pos()
+        p = w.tcp_pos(arm)
+        grip = w.gripper(arm)
+        gi = _grip_index(arm)
+        yaw = self._nearest_yaw(0.0, self._tcp_yaw(arm))  # fingers close along x, on the post's sides
+        grasp = np.array([h[0], h[1], DRAWER_HANDLE[2] + 0.005])
+        above = np.array([grasp[0], grasp[1], self._travel_z])
+        dxy = float(np.linalg.norm(p[:2] - grasp[:2]))
+        on_handle = dxy < 0.015 and abs(p[2] - grasp[2]) < 0.015
+        if grip < GRIPPER_OPEN - 0.006:
+            if on_handle and grip > 0.003:
+                target[gi] = 0.0
+                if grip > 0.016:  # still closing on the post
+                    self.phase = "grip_handle"
+                    goal, v = p, V_SLOW
+                else:
+                    q_target = DRAWER_PULL_Q if want_open else -0.02
+                    self.phase = "pull" if want_open else "push"
+                    goal = p + np.array([0.0, w.drawer_q() - q_target, 0.0])
+                    goal[2] = grasp[2]
+                    goal[0] = grasp[0]
+                    v = V_SLOW
+            else:
+                self.phase = "reopen"
+                target[gi] = GRIPPER_OPEN
+                goal, v = np.array([p[0], p[1], min(p[2] + 0.04, self._travel_z)]), V_SLOW
+                yaw = self._tcp_yaw(arm)
+            target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
+            return
+        target[gi] = GRIPPER_OPEN
+        low = p[2] < above[2] - 0.015
+        if dxy < 0.006 and abs(p[2] - grasp[2]) < 0.006:
+            self.phase = "grip_handle"
+            target[gi] = 0.0
+            goal, v = grasp, V_SLOW
+        elif dxy < (0.02 if low else 0.008):
+            self.phase = "descend"
+            goal, v = grasp, V_SLOW
+        elif low and dxy > 0.03:
+            self.phase = "rise"
+            goal, v = np.array([p[0], p[1], above[2]]), V_MAX
+        else:
+            self.phase = "approach"
+            goal, v = above, V_MAX
+        target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
+
+    @staticmethod
+    def _nearest_yaw(base: float, cur: float) -> float:
+        """``base`` or ``base + pi`` (a parallel gripper is symmetric), whichever is nearer ``cur``."""
+        a, b = base, base + math.pi
+        return a if abs(_wrap(a - cur)) <= abs(_wrap(b - cur)) else b
+
     def _retry_jitter(self) -> np.ndarray:
         return self._rng.normal(0.0, 0.004, 3) * np.array([1.0, 1.0, 0.0])
 
@@ -261,7 +501,7 @@ class ScriptedExpert:
         """Where to set ``item`` down in the bin: the lane centre farthest from the other items in the bin (the free
         lane), so the fingers do not land on a neighbour."""
         w = self.world
-        others = [w.item_pos(n)[:2] for n in ITEM_NAMES if n != item and w.in_region(n, "bin", resting=False)]
+        others = [w.item_pos(n)[:2] for n in w.items if n != item and w.in_region(n, "bin", resting=False)]
         lanes = [np.array([BIN_CENTER[0] + x, BIN_CENTER[1]]) for x in ITEM_LANES]
         if not others:
             return lanes[len(lanes) // 2]
@@ -273,7 +513,7 @@ class ScriptedExpert:
 
     def _grasp_yaw(self, arm: str, item: str) -> float:
         """Closing-axis heading for the item, choosing the 180-degree-symmetric option nearest the current one."""
-        it = ITEMS[item]
+        it = CATALOGUE[item]
         base = self.world.item_yaw(item) + math.pi / 2 if it.shape == "box" else math.pi / 2
         cur = self._tcp_yaw(arm)
         best = base

@@ -152,6 +152,8 @@ class ScriptedOperator:
 
     def _misplaced(self) -> bool:
         w = self.world
+        if w.scene != "base":  # store tasks: a goal item toppled, on the table or on the floor
+            return any(w.store_misplaced(n) for n in dict.fromkeys(g.item for g in w.goals))
         for g in w.goals:
             if w.held_by(g.item) is not None or w.item_speed(g.item) > 0.1:
                 continue

@@ -19,6 +19,8 @@ __all__ = [
     "TaskSpec",
     "ITEMS",
     "ITEM_NAMES",
+    "CATALOGUE",
+    "CATEGORIES",
     "TASKS",
     "SLOT_NAMES",
     "SLOT_COLOUR",
@@ -63,12 +65,41 @@ class ItemSpec:
 
 ITEMS: dict[str, ItemSpec] = {
     "can": ItemSpec("can", "red can", "cylinder", (0.025, 0.025, 0.04), (0.85, 0.12, 0.1, 1.0), "slot_red", "drink"),
-    "box": ItemSpec("box", "green box", "box", (0.03, 0.018, 0.04), (0.15, 0.7, 0.2, 1.0), "slot_green", "food"),
+    "box": ItemSpec("box", "green box", "box", (0.03, 0.018, 0.04), (0.15, 0.7, 0.2, 1.0), "slot_green", "snack"),
     "bottle": ItemSpec(
         "bottle", "blue bottle", "cylinder", (0.022, 0.022, 0.035), (0.15, 0.3, 0.9, 1.0), "slot_blue", "drink"
     ),
 }
 ITEM_NAMES: tuple[str, ...] = tuple(ITEMS)  # also the colour order red < green < blue of "colour_order" tasks
+
+# The grocery catalogue of the "store" scene (the tasks of issue 7 beyond the shelf-and-bin ones): the three items above
+# plus seven more, in three categories (drinks, fruit, snacks) for semantic instructions, and two long packs for the
+# two-arm handover. ``ITEMS`` / ``ITEM_NAMES`` stay the three items of the original ("base") scene.
+CATALOGUE: dict[str, ItemSpec] = {
+    **ITEMS,
+    "juice": ItemSpec("juice", "orange juice carton", "box", (0.02, 0.02, 0.045), (0.95, 0.6, 0.1, 1.0), "", "drink"),
+    "apple": ItemSpec("apple", "apple", "cylinder", (0.027, 0.027, 0.024), (0.75, 0.1, 0.15, 1.0), "", "fruit"),
+    "orange": ItemSpec("orange", "orange", "cylinder", (0.028, 0.028, 0.025), (1.0, 0.5, 0.05, 1.0), "", "fruit"),
+    "lemon": ItemSpec("lemon", "lemon", "cylinder", (0.022, 0.022, 0.022), (0.95, 0.9, 0.15, 1.0), "", "fruit"),
+    "crackers": ItemSpec("crackers", "cracker box", "box", (0.042, 0.032, 0.018), (0.85, 0.7, 0.35, 1.0), "", "snack"),
+    "cookies": ItemSpec("cookies", "cookie box", "box", (0.04, 0.03, 0.015), (0.45, 0.25, 0.12, 1.0), "", "snack"),
+    "spaghetti": ItemSpec("spaghetti", "spaghetti pack", "box", (0.08, 0.016, 0.016), (0.9, 0.85, 0.6, 1.0), "",
+                          "pantry"),
+    "baguette": ItemSpec("baguette", "baguette", "box", (0.08, 0.019, 0.019), (0.8, 0.55, 0.25, 1.0), "", "pantry"),
+}
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "drink": ("can", "bottle", "juice"),
+    "fruit": ("apple", "orange", "lemon"),
+    "snack": ("box", "crackers", "cookies"),
+}
+# instruction words per category: (plural, singular)
+CATEGORY_WORDS = {"drink": ("drinks", "drink"), "fruit": ("fruit", "piece of fruit"), "snack": ("snacks", "snack")}
+HANDOVER_ITEMS = ("spaghetti", "baguette")
+STACK_BASES = ("crackers", "cookies")
+STACK_TOPS = ("can", "juice", "apple", "orange", "lemon", "box")
+DRAWER_ITEMS = ("apple", "orange", "lemon")
+# semantic destinations: region -> phrasings of "where"
+SEMANTIC_DEST = {"top_shelf": ("on the top shelf", "onto the upper shelf"), "bin": ("in the bin", "into the bin")}
 
 # Shelf slots left to right as the robot and its camera see them (-x is left), with the words instructions use.
 SLOT_NAMES: tuple[str, ...] = ("slot_red", "slot_green", "slot_blue")
@@ -107,6 +138,18 @@ class TaskSpec:
             flung items out of the fingers when it stopped abruptly.
         default: part of the default curriculum (``default_tasks()``): what pretraining, the fleet, the learner's gate,
             the demo and the benchmarks run unless told otherwise.
+        scene: ``"base"`` (the original table, bin, shelf and three items) or ``"store"`` (the base layout plus a
+            two-level shelf, a drawer cabinet and the whole ``CATALOGUE``; see ``lwd.sim.world``).
+
+    Store-scene item selections (each draws its own goals; ``destination`` is unused):
+        ``"handover"``: a long pack lies on one end of the shelf; the arm on that side (the giver) must hand it to the
+            other arm, which puts it on the other end. Goals: held by the giver, then by the receiver, then resting on
+            the receiver's end (``hand:<arm>``, ``shelf_<side>``).
+        ``"drawer"``: open the drawer, put a piece of fruit from the bin in it, close it. Goals ``drawer:open``,
+            ``drawer``, ``drawer:closed`` (all on the fruit).
+        ``"stack"``: put one item (``{top}``) on a flat box (``{bottom}``). Goal region ``on:<bottom>``.
+        ``"semantic"``: all three items of a category (drinks, fruit, snacks), on the lower shelf among two distractors
+            of other categories, go to the top shelf or the bin (``{cats}``, ``{dest}``); distractors must stay put.
     """
 
     name: str
@@ -119,6 +162,7 @@ class TaskSpec:
     start: str = "bin"
     carry_slowdown: float = 0.0
     default: bool = False
+    scene: str = "base"
 
     def resolve(self, rng: np.random.Generator, target: str | None = None) -> tuple[tuple[Goal, ...], str]:
         """Draw the subgoals and the instruction text (deterministic given the generator state).
@@ -126,8 +170,10 @@ class TaskSpec:
         ``target`` fixes the item of a single-item task (same scene, another instruction). The draws of the tasks
         that existed first (pick_place, restock3) are kept in their original order: their scenes and instructions
         per seed must not change (a pretrained policy and benchmark results depend on them)."""
-        if target is not None and self.items != "one":
+        if target is not None and self.items not in ("one", "drawer", "stack"):
             raise ValueError(f"task {self.name!r} has no single target to choose")
+        if self.items in _STORE_KINDS:
+            return _STORE_KINDS[self.items](self, rng, target)
         if self.items == "one":
             drawn = ITEM_NAMES[int(rng.integers(len(ITEM_NAMES)))]
             if target is not None and target not in ITEMS:
@@ -238,6 +284,121 @@ TASKS: dict[str, TaskSpec] = {
         start="matching_slot",
         carry_slowdown=2.5,
     ),
+    # Store-scene tasks (issue 7): a second scene (lwd.sim.world, scene "store") so that the base scene of the tasks
+    # above stays exactly as it was.
+    "handover": TaskSpec(
+        name="handover",
+        instructions=(
+            "hand the {item} from the {giver} arm to the {receiver} arm and put it on the {receiver} end of the shelf",
+            "pass the {item} to the {receiver} hand, then set it down on the {receiver} side of the shelf",
+            "the {giver} arm picks up the {item} and hands it over; the {receiver} arm puts it on its end of the shelf",
+            "move the {item} to the {receiver} end of the shelf, handing it from the {giver} gripper to the "
+            "{receiver} one",
+        ),
+        time_limit_s=25.0,
+        long_horizon=False,
+        num_subgoals=3,
+        items="handover",
+        carry_slowdown=2.5,
+        scene="store",
+    ),
+    "drawer": TaskSpec(
+        name="drawer",
+        instructions=(
+            "open the drawer, put the {item} inside and close it",
+            "put the {item} in the drawer and shut the drawer",
+            "store the {item} in the drawer, then close the drawer",
+            "pull the drawer open, place the {item} in it and push it closed",
+            "put the {item} away in the drawer; leave the drawer closed",
+            "the {item} goes in the drawer, and the drawer must end up shut",
+        ),
+        time_limit_s=30.0,
+        long_horizon=False,
+        num_subgoals=3,
+        items="drawer",
+        carry_slowdown=2.5,
+        scene="store",
+    ),
+    "stack": TaskSpec(
+        name="stack",
+        instructions=(
+            "stack the {top} on the {bottom}",
+            "put the {top} on top of the {bottom}",
+            "place the {top} onto the {bottom}",
+            "set the {top} down on the {bottom}",
+        ),
+        time_limit_s=15.0,
+        long_horizon=False,
+        num_subgoals=1,
+        items="stack",
+        carry_slowdown=2.5,
+        scene="store",
+    ),
+    "semantic": TaskSpec(
+        name="semantic",
+        instructions=(
+            "put the {cats} {dest}",
+            "move all the {cats} {dest}",
+            "take every {cat} off the lower shelf and put it {dest}",
+            "restock: the {cats} go {dest}, leave everything else where it is",
+        ),
+        time_limit_s=50.0,
+        long_horizon=True,
+        num_subgoals=3,
+        items="semantic",
+        carry_slowdown=2.5,
+        scene="store",
+    ),
+}
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...], target: str | None = None) -> str:
+    drawn = options[int(rng.integers(len(options)))]
+    if target is not None and target not in options:
+        raise ValueError(f"item {target!r} is not one of {', '.join(options)}")
+    return target or drawn
+
+
+def _template(spec: TaskSpec, rng: np.random.Generator, **words: str) -> str:
+    return spec.instructions[int(rng.integers(len(spec.instructions)))].format(**words)
+
+
+def _resolve_handover(spec: TaskSpec, rng: np.random.Generator, target: str | None) -> tuple[tuple[Goal, ...], str]:
+    item = _pick(rng, HANDOVER_ITEMS)
+    giver = ("left", "right")[int(rng.integers(2))]
+    receiver = "right" if giver == "left" else "left"
+    goals = (Goal(item, f"hand:{giver}"), Goal(item, f"hand:{receiver}"), Goal(item, f"shelf_{receiver}"))
+    return goals, _template(spec, rng, item=CATALOGUE[item].label, giver=giver, receiver=receiver)
+
+
+def _resolve_drawer(spec: TaskSpec, rng: np.random.Generator, target: str | None) -> tuple[tuple[Goal, ...], str]:
+    item = _pick(rng, DRAWER_ITEMS, target)
+    goals = (Goal(item, "drawer:open"), Goal(item, "drawer"), Goal(item, "drawer:closed"))
+    return goals, _template(spec, rng, item=CATALOGUE[item].label)
+
+
+def _resolve_stack(spec: TaskSpec, rng: np.random.Generator, target: str | None) -> tuple[tuple[Goal, ...], str]:
+    top = _pick(rng, STACK_TOPS, target)
+    bottom = STACK_BASES[int(rng.integers(len(STACK_BASES)))]
+    return (Goal(top, f"on:{bottom}"),), _template(spec, rng, top=CATALOGUE[top].label, bottom=CATALOGUE[bottom].label)
+
+
+def _resolve_semantic(spec: TaskSpec, rng: np.random.Generator, target: str | None) -> tuple[tuple[Goal, ...], str]:
+    cats = tuple(CATEGORIES)
+    cat = cats[int(rng.integers(len(cats)))]
+    dest = tuple(SEMANTIC_DEST)[int(rng.integers(len(SEMANTIC_DEST)))]
+    order = rng.permutation(len(CATEGORIES[cat]))
+    goals = tuple(Goal(CATEGORIES[cat][int(i)], dest) for i in order)
+    where = SEMANTIC_DEST[dest][int(rng.integers(len(SEMANTIC_DEST[dest])))]
+    plural, single = CATEGORY_WORDS[cat]
+    return goals, _template(spec, rng, cats=plural, cat=single, dest=where)
+
+
+_STORE_KINDS = {
+    "handover": _resolve_handover,
+    "drawer": _resolve_drawer,
+    "stack": _resolve_stack,
+    "semantic": _resolve_semantic,
 }
 
 
