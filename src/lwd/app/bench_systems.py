@@ -166,10 +166,14 @@ def _profile(fn, args: tuple, calls: int, top: int = 8) -> list[dict]:
 def _io(cfg: SystemsBenchConfig, bags: list[Path], source: str, store: Path, version: int, log) -> dict:
     from lwd.policy.checkpoint import version_dir
 
-    out = {"source": source,
-           "recorder_write": recorder_write(bags, repeats=cfg.io_repeats, max_mb=cfg.io_max_mb),
-           "ingest": ingest_ratio(bags, version_dir(store / "policies", version), version, repeats=cfg.io_repeats,
-                                  threads=cfg.threads)}
+    out: dict = {"source": source}
+    for name, fn in (("recorder_write", lambda: recorder_write(bags, repeats=cfg.io_repeats, max_mb=cfg.io_max_mb)),
+                     ("ingest", lambda: ingest_ratio(bags, version_dir(store / "policies", version), version,
+                                                     repeats=cfg.io_repeats, threads=cfg.threads))):
+        try:
+            out[name] = fn()
+        except Exception as e:  # noqa: BLE001 - one figure failing must not lose the run's others
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
     log(f"[systems] io: {json.dumps(out)}")
     return out
 
@@ -237,7 +241,8 @@ def _drop_rows(n, r: dict) -> list[str]:
         return []
     lossy = [f"{t} {c['dropped']}/{c['published']}" for t, c in d["per_topic"].items() if c["dropped"]]
     where = "; ".join(lossy) if lossy else f"none on any of {len(d['per_topic'])} topics"
-    return [f"| recorder_drop_rate, N = {n}{_cam(r)}: dropped / published, {d['bags']} bags ({where}) | "
+    return [f"| recorder_drop_rate, N = {n}{_cam(r)}: dropped / published (seen by a bench subscriber during "
+            f"episodes), {d['bags']} bags ({where}) | "
             f"{d['dropped']} / {d['published']} ({d['drop_rate']:.4f}) | 0 at N = 8 |"]
 
 
