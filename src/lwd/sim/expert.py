@@ -53,6 +53,7 @@ V_CREEP = 0.06  # m/s floor of an eased carry (TaskSpec.carry_slowdown)
 JOINT_STEP_MAX = 0.35  # rad per control step for joint-space moves
 STORE_TRAVEL_Z = 0.28  # store scene: empty transits clear items standing on the top shelf (up to 0.25 m)
 STORE_CARRY_BOTTOM = 0.21  # store scene: item bottom while carrying (clears the items on the lower shelf)
+STORE_TOP_CARRY = 0.26  # ... and toward the top shelf (clears the items already standing there, up to 0.25 m)
 HANDOVER_GRASP = 0.045  # handover: each arm grips the long pack this far from its middle, on its own side
 DRAWER_PULL_Q = 0.12  # pull the drawer to this opening (the task counts it open past DRAWER_OPEN_Q)
 DRAWER_DROP_Y = -0.04  # item centre in the drawer frame when placed
@@ -218,7 +219,7 @@ class ScriptedExpert:
             if store:
                 dest_xy, rest_bottom, place_yaw = self._store_dest(arm, idx, g)
                 dest_xy = dest_xy + place_off
-                carry_bottom = STORE_CARRY_BOTTOM
+                carry_bottom = STORE_TOP_CARRY if g.region == "top_shelf" else STORE_CARRY_BOTTOM
                 if place_yaw is not None:
                     err = _wrap(self._nearest_yaw(place_yaw, yaw) - yaw)
                     aligned = abs(err) < 0.05
@@ -340,11 +341,16 @@ class ScriptedExpert:
             return "right"
         x = float(w.item_pos(g.item)[0])
         if r == "top_shelf":
-            free = {a: len(self._free_spots(a, g.item)) for a in ARMS}
+            # free spots per side, less the other pending items that stand on that side (each arm serves its side)
+            room = {a: len(self._free_spots(a, g.item)) for a in ARMS}
+            for o in w.goals:
+                ox = float(w.item_pos(o.item)[0])
+                if o.item != g.item and o.region == "top_shelf" and not self._goal_done(o) and abs(ox) >= 0.05:
+                    room["left" if ox < 0 else "right"] -= 1
             side = "left" if x < 0 else "right"
             if abs(x) < 0.05:
-                side = "left" if free["left"] > free["right"] else "right"
-            return side if free[side] else ("right" if side == "left" else "left")
+                side = "left" if room["left"] > room["right"] else "right"
+            return side if room[side] > 0 or abs(x) >= 0.05 else ("right" if side == "left" else "left")
         return "left" if x < 0 else "right"
 
     def _free_spots(self, arm: str, item: str) -> list[float]:
@@ -365,7 +371,9 @@ class ScriptedExpert:
                 self._spots[idx] = (free[0], TOP_SHELF_SPOT_Y)
             return np.array(self._spots[idx]), STORE_REGIONS["top_shelf"][2], None
         if r == "bin":
-            return self._bin_drop_xy(g.item), 0.0, None
+            if idx not in self._spots:
+                self._spots[idx] = tuple(self._store_bin_xy(arm, g.item))
+            return np.array(self._spots[idx]), 0.0, None
         if r == "drawer":
             o = w.drawer_origin()
             return np.array([o[0], o[1] + DRAWER_DROP_Y]), DRAWER_FLOOR, 0.0
@@ -376,6 +384,29 @@ class ScriptedExpert:
             side = -1.0 if r == "shelf_left" else 1.0
             return np.array([side * HANDOVER_END_X, LOWER_SHELF_Y]), SHELF_TOP, None
         raise ValueError(f"no destination for region {r!r}")
+
+    def _store_bin_xy(self, arm: str, item: str) -> np.ndarray:
+        """Store: where to set ``item`` down in the bin, packed from ``arm``'s side: the spot nearest that side's wall
+        that clears the items already there (footprints, plus the open fingers along the closing axis)."""
+        w = self.world
+        ex, ey = w.footprint(item)
+        ex, ey = max(ex, 0.016), max(ey, 0.058)  # the open fingers reach 5.8 cm along y (the closing axis)
+        others = [(w.item_pos(n), w.footprint(n)) for n in w.present_items()
+                  if n != item and w.in_region(n, "bin", resting=False)]
+        bx, by = BIN_CENTER
+        xs = np.arange(bx - 0.14 + ex + 0.01, bx + 0.14 - ex - 0.01 + 1e-9, 0.005)
+        if arm == "right":
+            xs = xs[::-1]
+        best, best_sep = np.array([bx, by]), -np.inf
+        for y in (by, by - 0.015, by + 0.015):
+            for x in xs:
+                sep = min((max(abs(x - p[0]) - ex - f[0], abs(y - p[1]) - ey - f[1]) for p, f in others),
+                          default=1.0)
+                if sep >= 0.012:
+                    return np.array([x, y])
+                if sep > best_sep:
+                    best, best_sep = np.array([x, y]), sep
+        return best
 
     def _grasp_centre(self, arm: str, g: Goal) -> np.ndarray:
         """Where to grip: the item's centre, or for the handover pack the half on ``arm``'s side."""

@@ -75,8 +75,8 @@ TOP_SHELF_Y = (0.215, 0.29)
 SHELF_X = (-0.29, 0.29)
 # regions (x range, y range, level z of the surface an item rests on)
 STORE_REGIONS: dict[str, tuple[tuple[float, float], tuple[float, float], float]] = {
-    "top_shelf": ((-0.28, 0.28), (0.222, 0.285), TOP_SHELF_TOP),
-    "bottom_shelf": ((-0.28, 0.28), (0.115, 0.208), SHELF_TOP),
+    "top_shelf": ((-0.295, 0.295), (0.222, 0.285), TOP_SHELF_TOP),
+    "bottom_shelf": ((-0.295, 0.295), (0.115, 0.208), SHELF_TOP),
     "shelf_left": ((-0.29, -0.06), (0.115, 0.208), SHELF_TOP),
     "shelf_right": ((0.06, 0.29), (0.115, 0.208), SHELF_TOP),
 }
