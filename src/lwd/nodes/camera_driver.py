@@ -50,7 +50,9 @@ class CameraDriver(Node):
 
     def _on_state(self, msg: Float64MultiArray) -> None:
         try:
-            self.state = check_finite_vector(msg.data, self.world.state_size, what="state")
+            n = len(msg.data)  # any scene's state (the store-scene tasks run on a second model)
+            size = n if n in self.world.scene_state_sizes() else self.world.state_size
+            self.state = check_finite_vector(msg.data, size, what="state")
         except Rejected as e:
             self.diag.reject(e.reason, f"sim/state: {e}")
 

@@ -141,7 +141,9 @@ class Teleop(Node):
 
     def _on_sim_state(self, msg: Float64MultiArray) -> None:
         try:
-            self.sim_state = check_finite_vector(msg.data, self.world.state_size, what="state")
+            n = len(msg.data)  # any scene's state (the store-scene tasks run on a second model)
+            size = n if n in self.world.scene_state_sizes() else self.world.state_size
+            self.sim_state = check_finite_vector(msg.data, size, what="state")
         except Rejected as e:
             self.diag.reject(e.reason, f"sim/state: {e}")
 
