@@ -148,3 +148,15 @@ def test_recorder_write_and_ingest_on_a_stores_bags(tiny_store):
     assert g["bags"] == 2 and g["episodes"] == 2 and g["transitions"] > 0
     assert g["ingest_ratio"] == pytest.approx(g["learner_transitions_s"] / g["raw_read_transitions_s"])
     assert (tiny_store / "policies" / "v0").is_dir()  # the store itself is only read
+
+
+def test_stall_reasons_reads_the_teleops_last_reason(tmp_path):
+    from lwd.app.bench_scaling import stall_reasons
+
+    (tmp_path / "robot0.log").write_text("[teleop-4] x: not starting an episode: waiting for the episode recorder "
+                                         "(no heartbeat yet)\n")
+    (tmp_path / "robot1.log").write_text("[teleop-4] x: not starting an episode: waiting for the episode recorder "
+                                         "(no heartbeat yet)\n[teleop-4] y: not starting an episode: waiting for 4 "
+                                         "listeners on episode/event (have 3)\n")
+    assert stall_reasons(tmp_path, ["robot0", "robot1", "robot2"]) == {
+        "waiting for the episode recorder": 1, "waiting for 4 listeners on episode/event": 1}

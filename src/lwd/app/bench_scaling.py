@@ -127,6 +127,20 @@ def measure_scaling(store: Path, version: int, fleet_sizes: tuple[int, ...], wor
     return scaling_rows(rows)
 
 
+def stall_reasons(w: Path, names: list[str]) -> dict[str, int]:
+    """How many robots' teleop last logged each reason for not starting an episode (from the launch logs)."""
+    out: dict[str, int] = {}
+    for r in names:
+        try:
+            lines = (w / f"{r}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        why = [ln.split("not starting an episode: ", 1)[1] for ln in lines if "not starting an episode: " in ln]
+        key = why[-1].split(" (")[0] if why else "none logged"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def measure_one(store: Path, version: int, n: int, w: Path, window_s: float, settle_s: float, camera_hz: float,
                 control_rate_hz: float = 50.0) -> dict:
     """One fleet size of :func:`measure_scaling`."""
@@ -173,7 +187,10 @@ def measure_one(store: Path, version: int, n: int, w: Path, window_s: float, set
                             60.0 + 30.0 * n)
         row["startup_s"] = round(time.monotonic() - t_launch, 1)
         if not up:
-            raise RuntimeError(f"robots did not come up acting: versions {version_of}, chunks {chunks}")
+            row["stalled"] = stall_reasons(w, names)
+            raise RuntimeError(f"robots did not come up acting within {row['startup_s']:.0f} s: "
+                               f"{sum(v == version for v in version_of.values())} of {n} reported the policy, "
+                               f"{sum(c >= 3 for c in chunks.values())} acting")
         ros.spin_until(lambda: False, settle_s)
         roots = [p.pid for p in procs]
         before, sys0, t0, c0 = snapshot(roots), _system(), time.time(), dict(chunks)

@@ -273,7 +273,10 @@ def _scaling_rows(scaling: list[dict]) -> list[str]:
     for r in scaling:
         n = r["robots"]
         if "error" in r:
-            rows.append(f"| scaling, N = {n}{_cam(r)} | {r['error']} | – |")
+            why = r["error"].split(": versions {")[0].split(" (logs in")[0]
+            stalled = "; ".join(f"{k}: {v}" for k, v in (r.get("stalled") or {}).items())
+            rows.append(f"| scaling, N = {n}{_cam(r)} | {why}{' (teleop: ' + stalled + ')' if stalled else ''} "
+                        "| – |")
             continue
         top = max(r["cpu_s_per_robot_s_by_kind"].items(), key=lambda kv: kv[1])
         rows.append(f"| scaling, N = {n}{_cam(r)}: CPU s per robot-s (vs N = {scaling[0]['robots']}; top: "
