@@ -240,3 +240,26 @@ def test_episodes_indexed_during_startup_are_not_lost(tiny_store, tmp_path, monk
     learner = Learner(store, _cfg(min_new_episodes=2))
     monkeypatch.setattr(store, "episodes", listing)
     assert learner.pending_fleet == 2 and learner.poll() == 1
+
+
+def test_lwd_round_restarts_the_deployed_field_from_the_reference():
+    """QAM tilts pi_base: each round starts the deployed field at the reference flow, then adjoint matching moves it."""
+    from lwd.policy.model import ActionExpert
+    from lwd.rl.fleet_rl import FleetRL, FleetRLConfig
+
+    torch.manual_seed(0)
+    expert = ActionExpert(8, 6, 16)
+    algo = FleetRL(expert, 8, 6, FleetRLConfig())
+    with torch.no_grad():
+        for p in algo.extractor.base_target.parameters():
+            p.add_(0.1)
+    algo.on_round_start()
+    ref = algo.reference().state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in expert.state_dict().items())
+    off = FleetRL(ActionExpert(8, 6, 16), 8, 6, FleetRLConfig(sync_actor=False))
+    with torch.no_grad():
+        for p in off.extractor.base_target.parameters():
+            p.add_(0.1)
+    before = {k: v.clone() for k, v in off.expert.state_dict().items()}
+    off.on_round_start()
+    assert all(torch.equal(v, before[k]) for k, v in off.expert.state_dict().items())

@@ -111,3 +111,26 @@ def test_policy_infer_shapes_and_validation():
         policy.infer({**obs, "qpos": np.full(14, np.nan, np.float32)})
     with pytest.raises(ValueError):
         policy.infer({**obs, "image": np.zeros((16, 16, 3), np.uint8)})
+
+
+@pytest.mark.parametrize("mode,sees", [("full", list(range(14))), ("gripper", [6, 13]), ("none", [])])
+def test_proprio_modes_feed_only_their_joints(mode, sees):
+    torch.manual_seed(0)
+    model = FlowVLA(PolicyConfig(image_size=16, proprio=mode)).eval()
+    img = torch.randint(0, 255, (1, 16, 16, 3), dtype=torch.uint8)
+    tok = torch.from_numpy(tokenize("pick the red can", 1024, 16))[None]
+    base = model.encode(img, torch.zeros(1, 14), tok)
+    for j in range(14):
+        q = torch.zeros(1, 14)
+        q[0, j] = 1.0
+        changed = not torch.allclose(model.encode(img, q, tok), base)
+        assert changed == (j in sees), (mode, j)
+
+
+def test_proprio_mode_of_older_configs():
+    d = PolicyConfig().to_dict()
+    del d["proprio"]
+    assert PolicyConfig.from_dict(d).proprio == "full"  # saved before the option: the network saw every joint
+    assert PolicyConfig.from_dict({**d, "proprio": False}).proprio == "none"
+    with pytest.raises(ValueError):
+        FlowVLA(PolicyConfig(image_size=16, proprio="elbow"))

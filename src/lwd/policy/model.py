@@ -54,6 +54,12 @@ class PolicyConfig:
     """Modulate every conv stage by the instruction (FiLM, as RT-1 does): the spatial-softmax keypoints then locate
     the *named* item. Without it, keypoints see all items alike and the fused MLP must pick by text, which the
     small policy did not learn (it headed for the named item 11/30 times, chance 10/30)."""
+    proprio: str = "full"
+    """Joint state the network sees: "full" (all 14), "gripper" (the two gripper openings) or "none". The arm joints
+    are always the frame of the relative action chunk (target = q0 + scale * x). With "full", v0 copies the motion
+    it is in: its chunks were about as good with another episode's image (R^2 0.63-0.86 vs 0.86-0.88 along the
+    demos; 0.16 either way at the first chunk). "none" makes the image matter (R^2 0.83-0.93 with its own image,
+    below 0 with another's) but did not succeed more in closed loop (docs/learning.md rows 16-17)."""
     action_scale: tuple[float, ...] = field(default_factory=lambda: (0.5,) * 14)
     """Per-joint scale of (target - q0) mapped to 1.0; fitted to the pretraining data."""
     qpos_mean: tuple[float, ...] = field(default_factory=lambda: (0.0,) * 14)
@@ -76,12 +82,22 @@ class PolicyConfig:
         if "expert_arch" not in d:  # configs saved before these fields existed describe the original architecture
             d.update(expert_arch="mlp", expert_output="v", coord_conv=False)
         d.setdefault("vision_film", False)
+        d.setdefault("proprio", "full")
+        if isinstance(d["proprio"], bool):
+            d["proprio"] = "full" if d["proprio"] else "none"
         cfg = cls(**d)
         for name in ("action_scale", "qpos_mean", "qpos_std"):
             if len(getattr(cfg, name)) != cfg.n_joints:
                 raise ValueError(f"PolicyConfig.{name} has {len(getattr(cfg, name))} entries, expected {cfg.n_joints}")
         return cfg
 
+
+# proprio mode -> joint indices fed to the network (grippers: the last joint of each arm)
+PROPRIO_JOINTS = {
+    "full": lambda n: list(range(n)),
+    "gripper": lambda n: [n // 2 - 1, n - 1],
+    "none": lambda n: [],
+}
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -241,9 +257,13 @@ class FlowVLA(nn.Module):
         self.cfg = cfg
         self.vision = VisionEncoder(cfg.vision_channels, cfg.coord_conv, cfg.text_dim if cfg.vision_film else 0)
         self.text = nn.EmbeddingBag(cfg.vocab_size, cfg.text_dim, mode="mean", padding_idx=0)
-        self.proprio = nn.Sequential(nn.Linear(cfg.n_joints, 64), nn.SiLU())
+        if cfg.proprio not in PROPRIO_JOINTS:
+            raise ValueError(f"unknown proprio {cfg.proprio!r}; choose from {sorted(PROPRIO_JOINTS)}")
+        self._proprio_idx = PROPRIO_JOINTS[cfg.proprio](cfg.n_joints)
+        n_in = len(self._proprio_idx)
+        self.proprio = nn.Sequential(nn.Linear(n_in, 64), nn.SiLU()) if n_in else None
         self.fuse = nn.Sequential(
-            nn.Linear(self.vision.out_dim + cfg.text_dim + 64, cfg.cond_dim), nn.SiLU(),
+            nn.Linear(self.vision.out_dim + cfg.text_dim + (64 if n_in else 0), cfg.cond_dim), nn.SiLU(),
             nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.LayerNorm(cfg.cond_dim),
         )
         self.expert = ActionExpert(cfg.cond_dim, cfg.action_dim, cfg.hidden, arch=cfg.expert_arch,
@@ -254,10 +274,13 @@ class FlowVLA(nn.Module):
     def encode(self, image: torch.Tensor, qpos: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """image uint8 [B, S, S, 3], qpos [B, J], tokens [B, L] -> cond [B, cond_dim]."""
         img = image.permute(0, 3, 1, 2).float() / 255.0
-        q = (qpos.float() - self.qpos_mean) / self.qpos_std
         # Mean over non-padding tokens; an all-padding instruction gives zeros.
         text = self.text(tokens)
-        return self.fuse(torch.cat([self.vision(img, text), text, self.proprio(q)], dim=1))
+        parts = [self.vision(img, text), text]
+        if self.proprio is not None:
+            q = (qpos.float() - self.qpos_mean) / self.qpos_std
+            parts.append(self.proprio(q[:, self._proprio_idx]))
+        return self.fuse(torch.cat(parts, dim=1))
 
     def loss(self, cond: torch.Tensor, x1: torch.Tensor, weights: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:

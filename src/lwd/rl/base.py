@@ -60,6 +60,9 @@ class Algorithm(abc.ABC):
         """The critic's V(s) [B], or None."""
         return None
 
+    def on_round_start(self) -> None:  # noqa: B027 - optional hook
+        """Called when the learner starts an update round (enough new fleet episodes arrived)."""
+
     def on_published(self) -> None:  # noqa: B027 - optional hook, most algorithms need nothing
         """Called after the learner published the deployed expert as a new version."""
 

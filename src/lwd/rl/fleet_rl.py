@@ -69,6 +69,11 @@ class FleetRLConfig:
     """Critic pessimism (ensemble std) in the actor's Q."""
     num_bins: int = 51
     ema: float = 0.005
+    sync_actor: bool = True
+    """QAM: restart the deployed field from the reference flow at every round, then tilt it by adjoint matching.
+    QAM's target is pi_base exp(beta Q): the reference absorbs the round's demonstrations, corrections and successes
+    by BC, and the adjoint-matching steps only add the tilt. Without the restart the deployed field followed a
+    moving reference through ~375 small adjoint steps per round and moved 0.02 rad (docs/learning.md)."""
 
 
 class FleetRL(Algorithm):
@@ -121,6 +126,11 @@ class FleetRL(Algorithm):
             stats.update({f"actor/{k}": v for k, v in actor.items()})
         self.num_updates += 1
         return stats
+
+    def on_round_start(self) -> None:
+        if self.base is not None and self.cfg.sync_actor:
+            self.expert.load_state_dict(self.extractor.base_target.state_dict())
+            self.extractor.actor_opt.state.clear()
 
     def deployed(self) -> nn.Module:
         return self.expert

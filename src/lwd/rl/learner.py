@@ -301,6 +301,7 @@ class Learner:
 
     def update_round(self) -> int | None:
         episodes = self.pending_fleet
+        self.algo.on_round_start()
         stats = self._train(self.cfg.updates_per_round, "online")
         diag = self.diagnostics()
         self._heldout.clear()

@@ -49,6 +49,8 @@ class PretrainConfig:
     """Random-shift augmentation in pixels. 0: the camera is fixed, and a shift moves the scene by up to ~1.4 cm/px,
     more than the grasp tolerance, so it corrupts exactly the absolute positions the policy must read."""
     image_size: int = 64
+    proprio: str = "full"
+    """Joint state the network sees (PolicyConfig.proprio: full, gripper or none; docs/learning.md rows 16-17)."""
     horizon: int = 10
     flow_steps: int = 10
     seed: int = 0
@@ -129,7 +131,7 @@ def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress
         raise RuntimeError("no successful demonstrations to pretrain on")
     qpos = np.concatenate([e.qpos for e in good])
     pcfg = PolicyConfig(
-        image_size=cfg.image_size, horizon=cfg.horizon, flow_steps=cfg.flow_steps,
+        image_size=cfg.image_size, horizon=cfg.horizon, flow_steps=cfg.flow_steps, proprio=cfg.proprio,
         action_scale=tuple(float(x) for x in fit_action_scale(good, cfg.horizon)),
         qpos_mean=tuple(float(x) for x in qpos.mean(0)),
         qpos_std=tuple(float(x) for x in np.maximum(qpos.std(0), 1e-2)),
