@@ -25,3 +25,12 @@ def test_shot_and_sheet(tmp_path: Path) -> None:
     assert not (shot.start == shot.goal).all()
     out = write_sheet(tmp_path / "tasks.png", scale=1, tasks=("unstock",))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_list_with_speed(capsys, monkeypatch) -> None:
+    import lwd.sim.speed as speed
+
+    monkeypatch.setattr(speed, "measure", lambda task: {"physics_steps_per_s": 250.0, "physics_x_realtime": 25.0})
+    assert main(["tasks", "list", "--speed"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("250 steps/s (25x real time)") == len(TASKS)

@@ -93,8 +93,14 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
         return 0
     for r in task_rows():
         flag = "default" if r["default"] else "-"
+        speed = ""
+        if a.speed:
+            from lwd.sim.speed import measure
+
+            m = measure(r["task"])
+            speed = f" {m['physics_steps_per_s']:.0f} steps/s ({m['physics_x_realtime']:.0f}x real time)"
         print(f"{r['task']:<12} {flag:<8} subgoals={r['subgoals']} limit={r['time_limit_s']:g}s "
-              f"phrasings={r['phrasings']}  e.g. \"{r['example']}\"")
+              f"phrasings={r['phrasings']}{speed}  e.g. \"{r['example']}\"")
     return 0
 
 
@@ -212,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tasks", help="the task registry: list it, or draw docs/tasks.png (start and goal per task)")
     what = s.add_subparsers(dest="what", required=True, metavar="{list,sheet}")
-    what.add_parser("list", help="registered tasks and whether they are in the default curriculum")
+    lst = what.add_parser("list", help="registered tasks and whether they are in the default curriculum")
+    lst.add_argument("--speed", action="store_true",
+                     help="also measure in-process sim steps/s per task (expert episodes, physics only; target 10x)")
     c = what.add_parser("sheet", help="contact sheet of each task's start and goal state from the policy's camera")
     c.add_argument("--out", default="docs/tasks.png")
     c.add_argument("--seed", type=int, default=0, help="scene seed (the next one if the expert fails on it)")
