@@ -263,3 +263,30 @@ def test_lwd_round_restarts_the_deployed_field_from_the_reference():
     before = {k: v.clone() for k, v in off.expert.state_dict().items()}
     off.on_round_start()
     assert all(torch.equal(v, before[k]) for k, v in off.expert.state_dict().items())
+
+
+@pytest.mark.parametrize("algo", ["bc", "pretrain_more"])
+def test_image_bc_trains_the_whole_vla(tiny_store, tmp_path, algo):
+    """BCConfig.images: the deployed VLA's encoder learns too (no feature cache needed), diagnostics still run."""
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, _cfg(algo=algo, algo_overrides={"images": True, "batch_size": 8}))
+    assert learner.algo.trains_encoder and learner.buffer.num_encoded() == 0
+    _fleet_bags(store, cfg, 2, "img")
+    assert learner.poll() == 1
+    v0 = load_checkpoint(root / "policies" / "v0").model.state_dict()
+    v1 = load_checkpoint(root / "policies" / "v1").model.state_dict()
+    changed = {k.split(".")[0] for k in v0 if not (v0[k] == v1[k]).all()}
+    assert {"vision", "expert"} <= changed
+    gate = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert gate["actor/shift_from_deployed_rad"] > 0
+
+
+def test_image_bc_needs_its_vla():
+    from lwd.policy.model import ActionExpert
+    from lwd.rl.bc import BCConfig, FilteredBC
+
+    with pytest.raises(ValueError):
+        FilteredBC(ActionExpert(8, 6, 16), 8, 6, BCConfig(images=True))

@@ -21,17 +21,17 @@ def _with_overrides(cfg_cls, overrides: dict):
 
 
 def _bc(demos_only: bool) -> Callable[..., Algorithm]:
-    def make(expert: nn.Module, obs_dim: int, act_dim: int, overrides: dict) -> Algorithm:
+    def make(expert: nn.Module, obs_dim: int, act_dim: int, overrides: dict, model=None) -> Algorithm:
         from lwd.rl.bc import BCConfig, FilteredBC
 
         return FilteredBC(expert, obs_dim, act_dim, _with_overrides(BCConfig, {"demos_only": demos_only,
-                                                                               **overrides}))
+                                                                               **overrides}), model=model)
 
     return make
 
 
 def _fleet_rl(variant: str) -> Callable[..., Algorithm]:
-    def make(expert: nn.Module, obs_dim: int, act_dim: int, overrides: dict) -> Algorithm:
+    def make(expert: nn.Module, obs_dim: int, act_dim: int, overrides: dict, model=None) -> Algorithm:
         from lwd.rl.fleet_rl import FleetRL, FleetRLConfig
 
         return FleetRL(expert, obs_dim, act_dim, _with_overrides(FleetRLConfig, overrides), variant=variant)
@@ -60,9 +60,10 @@ def algorithm_config(name: str):
 
 
 def make_algorithm(name: str, expert: nn.Module, obs_dim: int, act_dim: int,
-                   overrides: dict | None = None) -> Algorithm:
+                   overrides: dict | None = None, model: nn.Module | None = None) -> Algorithm:
+    """``model``: the deployed VLA that ``expert`` belongs to (needed by algorithms that train its encoder)."""
     try:
         factory = ALGORITHMS[name]
     except KeyError:
         raise ValueError(f"unknown algo {name!r}; choose from {sorted(ALGORITHMS)}") from None
-    return factory(expert, obs_dim, act_dim, dict(overrides or {}))
+    return factory(expert, obs_dim, act_dim, dict(overrides or {}), model=model)

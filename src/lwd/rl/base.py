@@ -39,6 +39,9 @@ class Algorithm(abc.ABC):
     """
 
     name: str = "algorithm"
+    trains_encoder: bool = False
+    """True: the algorithm trains the whole deployed VLA on images (the learner then leaves its encoder unfrozen
+    and needs no feature cache for it)."""
 
     @abc.abstractmethod
     def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:

@@ -38,6 +38,10 @@ class BCConfig:
     """Extra weight on operator-corrected chunks: they are the most informative labels."""
     demos_only: bool = False
     """Train on the demonstrations only (the ``pretrain_more`` control)."""
+    images: bool = False
+    """FilteredBC: train the whole VLA on images, encoder included, instead of the action expert on cached features
+    of the frozen encoder. The head alone did not learn even from 400 perfect deployment episodes (1/30); the whole
+    VLA did, given thousands of steps (docs/learning.md rows 19 and 21)."""
 
 
 class ImageBC:
@@ -76,19 +80,30 @@ def bc_step(field: nn.Module, opt: torch.optim.Optimizer, batch, correction_weig
 
 
 class FilteredBC(Algorithm):
-    """Filtered BC of the deployed action expert on cached features."""
+    """Filtered BC of the deployed action expert on cached features, or of the whole VLA on images
+    (``BCConfig.images``; then ``model`` is the deployed VLA, trained in place)."""
 
-    def __init__(self, expert: nn.Module, obs_dim: int, act_dim: int, cfg: BCConfig | None = None) -> None:
+    def __init__(self, expert: nn.Module, obs_dim: int, act_dim: int, cfg: BCConfig | None = None,
+                 model: FlowVLA | None = None) -> None:
         self.cfg = cfg or BCConfig()
         self.name = "pretrain_more" if self.cfg.demos_only else "bc"
         self.expert = expert
-        self.opt = torch.optim.AdamW(expert.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.image_bc: ImageBC | None = None
+        if self.cfg.images:
+            if model is None or model.expert is not expert:
+                raise ValueError("BCConfig.images needs the deployed VLA whose action expert this is")
+            self.image_bc = ImageBC(model, self.cfg)
+            self.trains_encoder = True
+        else:
+            self.opt = torch.optim.AdamW(expert.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def mask(self, buffer) -> np.ndarray:
         return buffer.source == SOURCE_EXPERT if self.cfg.demos_only else buffer.filtered_bc_mask()
 
     def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
         idx = buffer.sample_indices(self.cfg.batch_size, rng, buffer.cached_mask(self.name, self.mask))
+        if self.image_bc is not None:
+            return {"loss/actor_bc": self.image_bc.update(buffer.gather(idx))["loss/actor"]}
         self.expert.train()
         loss = bc_step(self.expert, self.opt, buffer.gather_features(idx), self.cfg.correction_weight,
                        self.cfg.grad_clip)

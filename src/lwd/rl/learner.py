@@ -148,7 +148,10 @@ class Learner:
         self.deployed_model = load_checkpoint(version_dir(self.policies, v)).model.eval()
         mc = self.model.cfg
         self.buffer = ChunkBuffer(mc, gamma=cfg.gamma)
-        self.algo = make_algorithm(cfg.algo, self.model.expert, mc.cond_dim, mc.action_dim, cfg.algo_overrides)
+        self.algo = make_algorithm(cfg.algo, self.model.expert, mc.cond_dim, mc.action_dim, cfg.algo_overrides,
+                                   model=self.model)
+        if self.algo.trains_encoder:
+            self.model.requires_grad_(True)
         extra = version_dir(self.policies, v) / "learner.safetensors"
         if extra.exists() and ckpt.manifest.get("algo") == cfg.algo:
             from safetensors.torch import load_file
@@ -222,7 +225,7 @@ class Learner:
             fleet += is_fleet
             if is_fleet:
                 added.append((self.buffer.num_episodes - 1, bool(steps.success)))
-        if self.buffer.num_episodes:
+        if self.buffer.num_episodes and not self.algo.trains_encoder:
             self.buffer.encode_features(self.model.encode)
         if added and self.algo.v_value(torch.zeros(1, self.model.cfg.cond_dim)) is not None:
             ep = self.buffer.episode
@@ -280,12 +283,17 @@ class Learner:
                 out["critic/heldout_auc"] = auc
             out["critic/heldout_episodes"] = float(len(self._heldout))
         idx = self.buffer.sample_indices(min(states, len(self.buffer)), np.random.default_rng(12345))
-        obs = self.buffer.features(idx)
+        if self.algo.trains_encoder:  # each VLA sees the states through its own encoder
+            b = self.buffer.gather(idx)
+            obs = self.model.encode(b.image, b.qpos, b.tokens)
+            obs_dep = self.deployed_model.encode(b.image, b.qpos, b.tokens)
+        else:
+            obs = obs_dep = self.buffer.features(idx)
         mc = self.model.cfg
         noise = torch.zeros(len(idx), mc.action_dim)
         scale = torch.tensor(mc.action_scale).repeat(mc.horizon)
         a_new = sample_euler(self.model.expert, obs, mc.action_dim, mc.flow_steps, noise=noise)
-        a_dep = sample_euler(self.deployed_model.expert, obs, mc.action_dim, mc.flow_steps, noise=noise)
+        a_dep = sample_euler(self.deployed_model.expert, obs_dep, mc.action_dim, mc.flow_steps, noise=noise)
         out["actor/shift_from_deployed_rad"] = float(((a_new - a_dep).abs() * scale).mean())
         ref = self.algo.reference()
         if ref is not None:
