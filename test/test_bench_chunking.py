@@ -50,3 +50,15 @@ def test_bench_systems_first_cut(tiny_store, tmp_path):
     # without --ros the recorder-write and ingest figures run on the store's own bags
     assert res["io"]["recorder_write"]["ratio"] > 0 and res["io"]["ingest"]["ingest_ratio"] > 0
     assert "ingest_ratio" in (out / "systems.md").read_text()
+
+
+def test_bench_systems_quick_keeps_explicit_flags(monkeypatch, tmp_path):
+    import lwd.app.bench_systems as bs
+
+    seen = []
+    monkeypatch.setattr(bs, "run_systems_bench", lambda cfg: seen.append(cfg))
+    assert main(["bench", "systems", "--store", str(tmp_path), "--quick", "--ros", "4"]) == 0
+    cfg = seen[0]
+    assert cfg.ros_robots == (4,) and cfg.scaling == bs.QUICK["scaling"] and cfg.inferences == bs.QUICK["inferences"]
+    assert main(["bench", "systems", "--store", str(tmp_path)]) == 0
+    assert seen[1].ros_robots == () and seen[1].inferences == bs.SystemsBenchConfig.inferences

@@ -60,15 +60,18 @@ def _cmd_bench_chunking(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench_systems(a: argparse.Namespace) -> int:
-    from lwd.app.bench_systems import SystemsBenchConfig, run_systems_bench
+    from lwd.app.bench_systems import QUICK, SystemsBenchConfig, run_systems_bench
 
-    run_systems_bench(SystemsBenchConfig(store=Path(a.store), out=Path(a.out), version=a.version,
-                                         inferences=a.inferences, updates=a.updates, algos=tuple(a.algos.split(",")),
-                                         ros_robots=tuple(int(x) for x in a.ros.split(",") if x),
-                                         ros_window_s=a.ros_window, camera_budget_hz=a.camera_budget_hz,
-                                         io_repeats=a.io_repeats,
-                                         scaling=tuple(int(x) for x in a.scaling.split(",") if x),
-                                         scaling_window_s=a.scaling_window))
+    def sizes(x: str | None):
+        return None if x is None else tuple(int(v) for v in x.split(",") if v)
+
+    explicit = dict(version=a.version, inferences=a.inferences, updates=a.updates,
+                    algos=tuple(a.algos.split(",")) if a.algos else None, ros_robots=sizes(a.ros),
+                    ros_window_s=a.ros_window, camera_budget_hz=a.camera_budget_hz, io_repeats=a.io_repeats,
+                    scaling=sizes(a.scaling), scaling_window_s=a.scaling_window)
+    kw = dict(QUICK) if a.quick else {}
+    kw.update({k: v for k, v in explicit.items() if v is not None})  # explicit flags win over --quick
+    run_systems_bench(SystemsBenchConfig(store=Path(a.store), out=Path(a.out), **kw))
     return 0
 
 
@@ -192,20 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     c = what.add_parser("systems", help="systems figures: inference, learner update cost, obs->cmd, control rate, "
                                         "hot-swap, recorder drops and write speed, ingest, scaling with fleet size")
     c.add_argument("--store", required=True, help="store holding policies/v<N> and its episodes")
+    c.add_argument("--quick", action="store_true",
+                   help="every figure at a small size (--ros 2 --scaling 1,2, short windows); explicit flags win")
     c.add_argument("--version", type=int, default=None)
-    c.add_argument("--inferences", type=int, default=100, help="timed chunks per inference variant")
-    c.add_argument("--updates", type=int, default=30, help="timed learner updates per algorithm")
-    c.add_argument("--algos", default="lwd,bc")
-    c.add_argument("--ros", default="", help="fleet sizes for the ROS-graph figures (obs->cmd, control rate, hot-swap, "
-                                             "recorder drops), e.g. 2,4,8 (default: none)")
-    c.add_argument("--ros-window", type=float, default=10.0, help="seconds measured idle per --ros fleet")
-    c.add_argument("--camera-budget-hz", type=float, default=40.0,
-                   help="frames/s all cameras of a fleet may render: per-robot rate min(10, budget/N); 0 = always 10")
-    c.add_argument("--io-repeats", type=int, default=3, help="passes (best taken) of the recorder-write and ingest "
-                                                              "measurements")
-    c.add_argument("--scaling", default="", help="fleet sizes for CPU per robot-second and control-rate ratio, "
-                                                 "e.g. 1,2,4,8,16 (default: none)")
-    c.add_argument("--scaling-window", type=float, default=20.0, help="seconds measured per --scaling fleet")
+    c.add_argument("--inferences", type=int, default=None, help="timed chunks per inference variant (default 100)")
+    c.add_argument("--updates", type=int, default=None, help="timed learner updates per algorithm (default 30)")
+    c.add_argument("--algos", default=None, help="default lwd,bc")
+    c.add_argument("--ros", default=None, help="fleet sizes for the ROS-graph figures (obs->cmd, control rate, "
+                                               "hot-swap, recorder drops), e.g. 2,4,8 (default: none)")
+    c.add_argument("--ros-window", type=float, default=None, help="seconds measured idle per --ros fleet (default 10)")
+    c.add_argument("--camera-budget-hz", type=float, default=None,
+                   help="frames/s all cameras of a fleet may render: per-robot rate min(10, budget/N); 0 = always 10 "
+                        "(default 40)")
+    c.add_argument("--io-repeats", type=int, default=None, help="passes (best taken) of the recorder-write and "
+                                                                 "ingest measurements (default 3)")
+    c.add_argument("--scaling", default=None, help="fleet sizes for CPU per robot-second and control-rate ratio, "
+                                                   "e.g. 1,2,4,8,16 (default: none)")
+    c.add_argument("--scaling-window", type=float, default=None, help="seconds measured per --scaling fleet "
+                                                                      "(default 20)")
     c.add_argument("--out", default="bench/results")
     c.set_defaults(fn=_cmd_bench_systems)
 

@@ -65,6 +65,11 @@ class SystemsBenchConfig:
     scaling_window_s: float = 20.0
 
 
+QUICK = dict(inferences=50, updates=20, ros_robots=(2,), ros_window_s=5.0, io_repeats=1, scaling=(1, 2),
+             scaling_window_s=10.0)
+"""``lwd bench systems --quick``: every figure at a small size (meant to finish within ~10 min on 2 cores)."""
+
+
 def percentiles(xs: list[float]) -> dict[str, float]:
     a = np.asarray(xs, dtype=np.float64)
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean()),
