@@ -644,19 +644,9 @@ class SimWorld:
         return [(int(d.contact[i].geom1), int(d.contact[i].geom2)) for i in range(d.ncon)]
 
     def held_by(self, name: str) -> str | None:
-        """Arm whose two finger pads both touch the item, else None."""
-        geoms = self.item_geoms[name]
-        touched: dict[str, set[int]] = {a: set() for a in ARMS}
-        for g1, g2 in self._contacts():
-            for ga, gb in ((g1, g2), (g2, g1)):
-                if ga in geoms:
-                    for a in ARMS:
-                        if gb in self.pad_geoms[a]:
-                            touched[a].add(gb)
-        for a in ARMS:
-            if len(touched[a]) == 2:
-                return a
-        return None
+        """Arm whose two finger pads both touch the item (the first in ARMS order if both do), else None."""
+        arms = self.holders(name)
+        return arms[0] if arms else None
 
     def present_items(self) -> tuple[str, ...]:
         """Items in play (the store scene parks the ones a task does not use under the table)."""
