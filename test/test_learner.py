@@ -272,7 +272,7 @@ def test_image_bc_trains_the_whole_vla(tiny_store, tmp_path, algo):
     shutil.copytree(tiny_store, root)
     store = ExperienceStore(root)
     cfg = load_checkpoint(root / "policies" / "v0").config
-    learner = Learner(store, _cfg(algo=algo, algo_overrides={"images": True, "batch_size": 8}))
+    learner = Learner(store, _cfg(algo=algo, algo_overrides={"images": True, "image_batch": 8}))
     assert learner.algo.trains_encoder and learner.buffer.num_encoded() == 0
     _fleet_bags(store, cfg, 2, "img")
     assert learner.poll() == 1
@@ -282,6 +282,40 @@ def test_image_bc_trains_the_whole_vla(tiny_store, tmp_path, algo):
     assert {"vision", "expert"} <= changed
     gate = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()][-1]
     assert gate["actor/shift_from_deployed_rad"] > 0
+
+
+@pytest.mark.parametrize("algo", ["lwd", "lwd_no_qam"])
+def test_image_rl_tilts_the_image_trained_reference(tiny_store, tmp_path, algo):
+    """FleetRLConfig.images: the reference VLA learns on images (encoder included), the critic reads features of a
+    frozen copy of v0, and the round ends with the deployed VLA = reference + an extractor tilt of its expert."""
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, _cfg(algo=algo, algo_overrides={
+        "images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3}))
+    assert learner.algo.trains_encoder and learner.buffer.num_encoded() == len(learner.buffer)
+    frozen = {k: v.clone() for k, v in learner.feature_model.state_dict().items()}
+    _fleet_bags(store, cfg, 2, "img")
+    assert learner.poll() == 1
+    assert learner.buffer.num_encoded() == len(learner.buffer)  # fleet steps got critic features too
+    assert all(torch.equal(v, frozen[k]) for k, v in learner.feature_model.state_dict().items())
+    v0 = load_checkpoint(root / "policies" / "v0").model.state_dict()
+    v1 = load_checkpoint(root / "policies" / "v1").model.state_dict()
+    changed = {k.split(".")[0] for k in v0 if not (v0[k] == v1[k]).all()}
+    assert {"vision", "expert"} <= changed
+    ref = learner.algo.ref_bc.model.state_dict()
+    dep = learner.model.state_dict()
+    assert all(torch.equal(dep[k], ref[k]) for k in dep if not k.startswith("expert."))  # encoder = reference's
+    assert any(not torch.equal(dep[k], ref[k]) for k in dep if k.startswith("expert."))  # expert tilted
+    rows = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["phase"] == "round_end" for r in rows)
+    gate = [r for r in rows if r["phase"] == "gate"][-1]
+    assert "critic/q_candidate" in gate and "actor/shift_from_base_rad" in gate
+    # the learner state (critic + reference VLA) resumes
+    again = Learner(store, _cfg(algo=algo, algo_overrides={"images": True}))
+    ref2 = again.algo.ref_bc.model.state_dict()
+    assert all(torch.equal(ref2[k], v) for k, v in ref.items())
 
 
 def test_image_bc_needs_its_vla():

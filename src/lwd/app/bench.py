@@ -58,8 +58,9 @@ class BenchConfig:
     gate_episodes: int = 10
     workers: int = 2
     resume: bool = True
-    bc_images: bool = False
-    """bc and pretrain_more train the whole VLA on images (BCConfig.images) instead of its action expert on features."""
+    images: bool = False
+    """Every algorithm trains the whole VLA on images (``images=True`` in BCConfig / FleetRLConfig) instead of its
+    action expert on frozen features; critics stay on the features."""
 
 
 QUICK = dict(rounds=2, episodes_per_round=16, updates_per_round=600, offline_updates=300, eval_episodes=16,
@@ -139,7 +140,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
         algo=algo, min_new_episodes=cfg.episodes_per_round, updates_per_round=cfg.updates_per_round,
         offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
         tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed,
-        algo_overrides={"images": True} if cfg.bc_images and algo in ("bc", "pretrain_more") else {}))
+        algo_overrides={"images": True} if cfg.images else {}))
     from lwd.policy.inference import VLAPolicy
 
     t_algo = time.time()

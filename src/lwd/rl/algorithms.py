@@ -34,7 +34,8 @@ def _fleet_rl(variant: str) -> Callable[..., Algorithm]:
     def make(expert: nn.Module, obs_dim: int, act_dim: int, overrides: dict, model=None) -> Algorithm:
         from lwd.rl.fleet_rl import FleetRL, FleetRLConfig
 
-        return FleetRL(expert, obs_dim, act_dim, _with_overrides(FleetRLConfig, overrides), variant=variant)
+        return FleetRL(expert, obs_dim, act_dim, _with_overrides(FleetRLConfig, overrides), variant=variant,
+                       model=model)
 
     return make
 

@@ -49,9 +49,11 @@ class AWR(nn.Module):
         self.act_dim = act_dim if act_dim is not None else field.act_dim
         self.opt = torch.optim.Adam(self.field.parameters(), lr=self.cfg.lr)
 
-    def update(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, float]:
+    def update(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None,
+               critic_obs: torch.Tensor | None = None) -> dict[str, float]:
+        """``critic_obs``: the same states as the critic sees them (default ``obs``)."""
         with torch.no_grad():
-            adv = self.critic.advantage(obs, act)
+            adv = self.critic.advantage(obs if critic_obs is None else critic_obs, act)
             w = awr_weights(adv, self.cfg.beta, self.cfg.max_weight)
             if weight is not None:
                 w = w * weight.reshape(-1)

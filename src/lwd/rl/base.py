@@ -42,6 +42,9 @@ class Algorithm(abc.ABC):
     trains_encoder: bool = False
     """True: the algorithm trains the whole deployed VLA on images (the learner then leaves its encoder unfrozen
     and needs no feature cache for it)."""
+    needs_features: bool = True
+    """True: the algorithm reads cached features (``buffer.gather_features``). With ``trains_encoder`` they come
+    from a frozen copy of the VLA the learner started from (the critic's view stays fixed while the encoder moves)."""
 
     @abc.abstractmethod
     def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
@@ -63,8 +66,13 @@ class Algorithm(abc.ABC):
         """The critic's V(s) [B], or None."""
         return None
 
-    def on_round_start(self) -> None:  # noqa: B027 - optional hook
-        """Called when the learner starts an update round (enough new fleet episodes arrived)."""
+    def on_round_start(self, updates: int = 0) -> None:  # noqa: B027 - optional hook
+        """Called when the learner starts an update round (enough new fleet episodes arrived); ``updates`` is the
+        number of updates the round will run (for per-round learning-rate schedules)."""
+
+    def on_round_end(self, buffer, rng: np.random.Generator) -> dict[str, float]:
+        """Called after the round's updates, before the candidate is diagnosed and gated; returns stats to log."""
+        return {}
 
     def on_published(self) -> None:  # noqa: B027 - optional hook, most algorithms need nothing
         """Called after the learner published the deployed expert as a new version."""

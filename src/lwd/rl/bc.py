@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,11 @@ class BCConfig:
     """Extra weight on operator-corrected chunks: they are the most informative labels."""
     demos_only: bool = False
     """Train on the demonstrations only (the ``pretrain_more`` control)."""
+    image_lr: float = 1e-3
+    """FilteredBC with ``images``: peak learning rate of the whole VLA, decayed by a cosine to a tenth over each
+    round (row 22 of docs/learning.md: 1e-3 cosine, batch 64)."""
+    image_batch: int = 64
+    """FilteredBC with ``images``: image batch (an image step costs ~75 ms at 64 on one core)."""
     images: bool = False
     """FilteredBC: train the whole VLA on images, encoder included, instead of the action expert on cached features
     of the frozen encoder. The head alone did not learn even from 400 perfect deployment episodes (1/30); the whole
@@ -51,6 +57,16 @@ class ImageBC:
         self.cfg = cfg or BCConfig()
         self.model = model
         self.opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.sched: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._sched_left = 0
+
+    def begin_schedule(self, steps: int) -> None:
+        """Cosine-decay the learning rate from ``cfg.lr`` to a tenth over the next ``steps`` updates, then hold."""
+        for g in self.opt.param_groups:
+            g["lr"] = g["initial_lr"] = self.cfg.lr
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, steps),
+                                                                eta_min=self.cfg.lr * 0.1) if steps > 0 else None
+        self._sched_left = steps
 
     def update(self, batch: Batch) -> dict[str, float]:
         self.model.train()
@@ -62,6 +78,9 @@ class ImageBC:
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
+        if self.sched is not None and self._sched_left > 0:
+            self.sched.step()
+            self._sched_left -= 1
         self.model.eval()
         return {"loss/actor": loss.item(), "grad_norm/actor": gn.item()}
 
@@ -92,8 +111,9 @@ class FilteredBC(Algorithm):
         if self.cfg.images:
             if model is None or model.expert is not expert:
                 raise ValueError("BCConfig.images needs the deployed VLA whose action expert this is")
-            self.image_bc = ImageBC(model, self.cfg)
+            self.image_bc = ImageBC(model, dataclasses.replace(self.cfg, lr=self.cfg.image_lr))
             self.trains_encoder = True
+            self.needs_features = False
         else:
             self.opt = torch.optim.AdamW(expert.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
@@ -101,7 +121,8 @@ class FilteredBC(Algorithm):
         return buffer.source == SOURCE_EXPERT if self.cfg.demos_only else buffer.filtered_bc_mask()
 
     def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
-        idx = buffer.sample_indices(self.cfg.batch_size, rng, buffer.cached_mask(self.name, self.mask))
+        batch = self.cfg.image_batch if self.image_bc is not None else self.cfg.batch_size
+        idx = buffer.sample_indices(batch, rng, buffer.cached_mask(self.name, self.mask))
         if self.image_bc is not None:
             return {"loss/actor_bc": self.image_bc.update(buffer.gather(idx))["loss/actor"]}
         self.expert.train()
@@ -109,6 +130,10 @@ class FilteredBC(Algorithm):
                        self.cfg.grad_clip)
         self.expert.eval()
         return {"loss/actor_bc": loss}
+
+    def on_round_start(self, updates: int = 0) -> None:
+        if self.image_bc is not None:
+            self.image_bc.begin_schedule(updates)
 
     def deployed(self) -> nn.Module:
         return self.expert

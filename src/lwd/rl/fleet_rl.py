@@ -74,17 +74,38 @@ class FleetRLConfig:
     QAM's target is pi_base exp(beta Q): the reference absorbs the round's demonstrations, corrections and successes
     by BC, and the adjoint-matching steps only add the tilt. Without the restart the deployed field followed a
     moving reference through ~375 small adjoint steps per round and moved 0.02 rad (docs/learning.md)."""
+    images: bool = False
+    """Train the whole VLA, encoder included (the head alone on frozen features did not learn from 400 perfect
+    deployment episodes, the whole VLA did: docs/learning.md rows 19, 21). The reference policy is then a copy of the
+    VLA trained by filtered image BC every update; the critic stays on cached features of the frozen starting
+    encoder; at the end of each round the deployed VLA restarts from the reference and its action expert is tilted
+    by ``tilt_steps`` extractor steps with the encoder held (QAM: toward pi_ref exp(beta Q))."""
+    image_lr: float = 1e-3
+    """images: peak learning rate of the reference VLA, cosine-decayed to a tenth over each round (as bc's)."""
+    image_batch: int = 64
+    tilt_steps: int = 300
+    """images: extractor (QAM / AWR) steps at the end of each round, ``actor_batch`` states each."""
 
 
 class FleetRL(Algorithm):
     def __init__(self, expert: nn.Module, obs_dim: int, act_dim: int, cfg: FleetRLConfig | None = None,
-                 variant: str = "lwd") -> None:
+                 variant: str = "lwd", model: nn.Module | None = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
         self.name = variant
         self.cfg = cfg = cfg or FleetRLConfig()
         self.critic_kind, self.extractor_kind = VARIANTS[variant]
         self.expert = expert
+        self.model = model
+        self.ref_bc = None
+        if cfg.images:
+            from lwd.rl.bc import BCConfig, ImageBC
+
+            if model is None or model.expert is not expert:
+                raise ValueError("FleetRLConfig.images needs the deployed VLA whose action expert this is")
+            ref = copy.deepcopy(model).requires_grad_(True)
+            self.ref_bc = ImageBC(ref, BCConfig(lr=cfg.image_lr, correction_weight=cfg.correction_weight))
+            self.trains_encoder = True
         if self.critic_kind == "divl":
             self.critic = DIVL(obs_dim, act_dim, DIVLConfig(
                 num_bins=cfg.num_bins, expectile=cfg.expectile, rho=cfg.rho, lr=cfg.critic_lr, target_ema=cfg.ema))
@@ -93,7 +114,7 @@ class FleetRL(Algorithm):
                                                           target_ema=cfg.ema))
         self.base: nn.Module | None = None
         if self.extractor_kind == "qam":
-            self.base = copy.deepcopy(expert)
+            self.base = self.ref_bc.model.expert if self.ref_bc is not None else copy.deepcopy(expert)
             self.base_opt = torch.optim.AdamW(self.base.parameters(), lr=cfg.lr, weight_decay=1e-4)
             self.extractor = QAM(self.base, expert, self.critic.q_pessimistic, QAMConfig(
                 beta=cfg.beta, steps=cfg.flow_steps, lr=cfg.actor_lr, bc_weight=0.0, ema=cfg.ema,
@@ -108,6 +129,12 @@ class FleetRL(Algorithm):
         stats = {f"critic/{k}": v for k, v in self.critic.update({
             "obs": b.obs, "act": b.act, "rew": b.rew, "next_obs": b.next_obs, "done": b.done,
             "discount": b.discount}).items()}
+        if self.ref_bc is not None:  # the whole reference VLA on images; the tilt comes at the round's end
+            idx = buffer.sample_indices(cfg.image_batch, rng,
+                                        buffer.cached_mask("filtered_bc", lambda buf: buf.filtered_bc_mask()))
+            stats["loss/base_bc"] = self.ref_bc.update(buffer.gather(idx))["loss/actor"]
+            self.num_updates += 1
+            return stats
         if self.base is not None:
             fb = buffer.gather_features(buffer.sample_indices(
                 cfg.batch_size, rng, buffer.cached_mask("filtered_bc", lambda buf: buf.filtered_bc_mask())))
@@ -127,15 +154,43 @@ class FleetRL(Algorithm):
         self.num_updates += 1
         return stats
 
-    def on_round_start(self) -> None:
-        if self.base is not None and self.cfg.sync_actor:
+    def on_round_start(self, updates: int = 0) -> None:
+        if self.ref_bc is not None:
+            self.ref_bc.begin_schedule(updates)
+        elif self.base is not None and self.cfg.sync_actor:
             self.expert.load_state_dict(self.extractor.base_target.state_dict())
             self.extractor.actor_opt.state.clear()
+
+    def on_round_end(self, buffer, rng: np.random.Generator) -> dict[str, float]:
+        """images: the deployed VLA <- the reference VLA, then the extractor tilts its action expert (encoder held);
+        the critic reads the same states through its frozen features."""
+        if self.ref_bc is None:
+            return {}
+        cfg = self.cfg
+        self.model.load_state_dict(self.ref_bc.model.state_dict())
+        if self.extractor_kind == "qam":
+            self.extractor.base_target.load_state_dict(self.ref_bc.model.expert.state_dict())
+            self.extractor.actor_opt.state.clear()
+        else:
+            self.extractor.opt.state.clear()
+        agg: dict[str, list[float]] = {}
+        self.expert.train()
+        for _ in range(cfg.tilt_steps):
+            idx = buffer.sample_indices(cfg.actor_batch, rng)
+            b = buffer.gather(idx)
+            with torch.no_grad():
+                obs = self.model.encode(b.image, b.qpos, b.tokens)
+            for k, v in self.extractor.update(obs, b.act, critic_obs=buffer.features(idx)).items():
+                agg.setdefault(f"actor/{k}", []).append(v)
+        self.expert.eval()
+        return {k: float(np.mean(v)) for k, v in agg.items()}
 
     def deployed(self) -> nn.Module:
         return self.expert
 
     def reference(self) -> nn.Module | None:
+        if self.ref_bc is not None:
+            return self.ref_bc.model.expert
         return self.extractor.base_target if self.base is not None else None
 
     @torch.no_grad()
@@ -148,6 +203,9 @@ class FleetRL(Algorithm):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
+        if self.ref_bc is not None:
+            out.update({f"ref.{k}": v for k, v in self.ref_bc.model.state_dict().items()})
+            return out
         if self.base is not None:
             out.update({f"base.{k}": v for k, v in self.base.state_dict().items()})
             out.update({f"base_target.{k}": v for k, v in self.extractor.base_target.state_dict().items()})
@@ -159,7 +217,10 @@ class FleetRL(Algorithm):
 
         try:
             self.critic.load_state_dict(part("critic."))
-            if self.base is not None:
+            if self.ref_bc is not None:
+                if part("ref."):  # a state saved without image mode keeps the deployed VLA as the reference
+                    self.ref_bc.model.load_state_dict(part("ref."))
+            elif self.base is not None:
                 self.base.load_state_dict(part("base."))
                 self.extractor.base_target.load_state_dict(part("base_target.") or part("base."))
         except RuntimeError as e:

@@ -1,9 +1,11 @@
 """The fleet learner, ROS-free: ingest new episodes from the store, update, gate, publish ``v<N+1>``.
 
-The deployed VLA's encoder is frozen at the pretrained weights: every stored step is encoded once into a feature
-cache, and all learning (critic, reference flow, deployed action expert) happens on those features. This keeps a
-learner update in milliseconds — so critics get thousands of updates per round — and protects the deployed policy
-from encoder drift; what the fleet's experience changes is the action expert, published as a new version.
+Every stored step is encoded once into a feature cache by a frozen encoder, and critics learn on those features: a
+critic update costs milliseconds, so critics get thousands of updates per round. By default the actor side (reference
+flow, deployed action expert) learns on the same features, which protects the deployed policy from encoder drift.
+Algorithms with ``trains_encoder`` (``images=True``: bc, pretrain_more, lwd and its variants) train the whole VLA on
+images instead; their critics keep reading the features of a frozen copy of the VLA the learner started from. The
+head alone could not learn this policy, the whole VLA could (docs/learning.md rows 19, 21).
 
 Crash consistency: ``learner/state.json`` (round counter, fleet episodes counted into rounds, current version,
 algorithm name) is rewritten atomically after each round together with the checkpoint it describes, and the
@@ -150,8 +152,13 @@ class Learner:
         self.buffer = ChunkBuffer(mc, gamma=cfg.gamma)
         self.algo = make_algorithm(cfg.algo, self.model.expert, mc.cond_dim, mc.action_dim, cfg.algo_overrides,
                                    model=self.model)
+        # The feature cache: the deployed VLA's frozen encoder, or, when the algorithm trains the encoder, a frozen
+        # copy of the VLA this learner started from (so critics keep one view of the states while the VLA moves).
+        self.feature_model: FlowVLA | None = self.model
         if self.algo.trains_encoder:
             self.model.requires_grad_(True)
+            self.feature_model = (load_checkpoint(version_dir(self.policies, v)).model.eval().requires_grad_(False)
+                                  if self.algo.needs_features else None)
         extra = version_dir(self.policies, v) / "learner.safetensors"
         if extra.exists() and ckpt.manifest.get("algo") == cfg.algo:
             from safetensors.torch import load_file
@@ -225,8 +232,8 @@ class Learner:
             fleet += is_fleet
             if is_fleet:
                 added.append((self.buffer.num_episodes - 1, bool(steps.success)))
-        if self.buffer.num_episodes and not self.algo.trains_encoder:
-            self.buffer.encode_features(self.model.encode)
+        if self.buffer.num_episodes and self.feature_model is not None:
+            self.buffer.encode_features(self.feature_model.encode)
         if added and self.algo.v_value(torch.zeros(1, self.model.cfg.cond_dim)) is not None:
             ep = self.buffer.episode
             for e, ok in added:  # the critic has not trained on these yet: held-out evidence of its fit
@@ -289,6 +296,8 @@ class Learner:
             obs_dep = self.deployed_model.encode(b.image, b.qpos, b.tokens)
         else:
             obs = obs_dep = self.buffer.features(idx)
+        # critics read the cached features (the frozen encoder's view), whichever encoder the actor uses
+        cobs = self.buffer.features(idx) if self.feature_model is not None else obs
         mc = self.model.cfg
         noise = torch.zeros(len(idx), mc.action_dim)
         scale = torch.tensor(mc.action_scale).repeat(mc.horizon)
@@ -299,18 +308,24 @@ class Learner:
         if ref is not None:
             a_ref = sample_euler(ref, obs, mc.action_dim, mc.flow_steps, noise=noise)
             out["actor/shift_from_base_rad"] = float(((a_new - a_ref).abs() * scale).mean())
-        q_new = self.algo.q_value(obs, a_new)
+        q_new = self.algo.q_value(cobs, a_new)
         if q_new is not None:
             out["critic/q_candidate"] = float(q_new.mean())
-            out["critic/q_deployed"] = float(self.algo.q_value(obs, a_dep).mean())
+            out["critic/q_deployed"] = float(self.algo.q_value(cobs, a_dep).mean())
             if ref is not None:
-                out["actor/q_gain_over_base"] = float((q_new - self.algo.q_value(obs, a_ref)).mean())
+                out["actor/q_gain_over_base"] = float((q_new - self.algo.q_value(cobs, a_ref)).mean())
         return out
 
     def update_round(self) -> int | None:
         episodes = self.pending_fleet
-        self.algo.on_round_start()
+        self.algo.on_round_start(self.cfg.updates_per_round)
         stats = self._train(self.cfg.updates_per_round, "online")
+        t0 = time.perf_counter()
+        end = self.algo.on_round_end(self.buffer, self.rng)
+        if end:
+            end["perf/round_end_s"] = time.perf_counter() - t0
+            self._log("round_end", end)
+            stats.update(end)
         diag = self.diagnostics()
         self._heldout.clear()
         t0 = time.perf_counter()

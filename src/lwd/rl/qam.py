@@ -195,12 +195,16 @@ class QAM(nn.Module):
     def lean_adjoint(self, obs: torch.Tensor, xs: torch.Tensor, a_terminal: torch.Tensor) -> torch.Tensor:
         return lean_adjoint(self.base_target, obs, xs, a_terminal, self.cfg.adjoint_time_shift)
 
-    def adjoint_matching_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def adjoint_matching_loss(self, obs: torch.Tensor, critic_obs: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``obs`` conditions the flows; ``critic_obs`` (default ``obs``) is the same states as the critic sees them
+        (the learner's image mode: the critic reads frozen features while the flows read the fine-tuned encoder)."""
         cfg = self.cfg
+        cobs = obs if critic_obs is None else critic_obs
         k_steps, h = cfg.steps, 1.0 / cfg.steps
         b = obs.shape[0]
         xs = self.trajectory(obs)  # [K+1, B, A]
-        a_term = self.terminal_adjoint(obs, xs[-1])
+        a_term = self.terminal_adjoint(cobs, xs[-1])
         if cfg.adjoint_scheme == "mission":
             adj = self.lean_adjoint(obs, xs, a_term)  # [K, B, A]: a_0 .. a_{K-1}
         elif cfg.adjoint_scheme == "next":
@@ -232,13 +236,14 @@ class QAM(nn.Module):
             "adj_std": float(adj[0].std()) if adj[0].numel() > 1 else 0.0,
             "adj_abs_max": float(adj.abs().max()),
             "adj_terminal_abs_mean": float(a_term.abs().mean()),
-            "q_sample_mean": float(self.q_fn(obs, xs[-1].clamp(-1, 1)).mean().detach()),
+            "q_sample_mean": float(self.q_fn(cobs, xs[-1].clamp(-1, 1)).mean().detach()),
             "actor_base_gap": float(diff.detach().pow(2).mean()),
         }
         return loss, stats
 
     # ---- training ----------------------------------------------------------------------------
-    def update(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, float]:
+    def update(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None,
+               critic_obs: torch.Tensor | None = None) -> dict[str, float]:
         """One BC step on the base (dataset actions) + one adjoint-matching step on the actor."""
         cfg = self.cfg
         stats: dict[str, float] = {"beta": float(cfg.beta)}
@@ -251,7 +256,7 @@ class QAM(nn.Module):
             self.base_opt.step()
             soft_update(self.base_target, self.base, cfg.ema)
             stats["bc_loss"] = float(bc.detach())
-        loss, am = self.adjoint_matching_loss(obs)
+        loss, am = self.adjoint_matching_loss(obs, critic_obs)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
