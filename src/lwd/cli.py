@@ -90,6 +90,8 @@ def _cmd_replay(a: argparse.Namespace) -> int:
 def _cmd_tasks(a: argparse.Namespace) -> int:
     from lwd.app.tasks_sheet import task_rows, write_sheet
 
+    if a.what == "probe":
+        return _tasks_probe(a)
     if a.what == "sheet":
         out = write_sheet(Path(a.out), seed=a.seed, scale=a.scale, tasks=tuple(a.tasks.split(",")) if a.tasks else None)
         print(f"wrote {out}")
@@ -104,6 +106,44 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
             speed = f" {m['physics_steps_per_s']:.0f} steps/s ({m['physics_x_realtime']:.0f}x real time)"
         print(f"{r['task']:<12} {flag:<8} subgoals={r['subgoals']} limit={r['time_limit_s']:g}s "
               f"phrasings={r['phrasings']}{speed}  e.g. \"{r['example']}\"")
+    return 0
+
+
+class _ExpertActor:
+    """The zero-noise scripted expert as an actor (privileged: it reads the goals, not the image)."""
+
+    def __init__(self, world) -> None:
+        from lwd.sim.expert import ScriptedExpert
+
+        self.expert = ScriptedExpert(world, noise=0.0)
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def act(self, obs):
+        return self.expert.act()[None]
+
+
+def _tasks_probe(a: argparse.Namespace) -> int:
+    from lwd.sim.evaluate import EVAL_SEED0, family_probe
+    from lwd.sim.world import SimWorld
+
+    tasks = tuple(a.tasks.split(",")) if a.tasks else None
+    if a.policy:
+        import torch
+
+        from lwd.policy.checkpoint import load_checkpoint
+        from lwd.policy.inference import VLAPolicy
+
+        torch.set_num_threads(1)
+        ck = load_checkpoint(Path(a.policy))
+        with SimWorld(image_size=ck.config.image_size) as world:
+            res = family_probe(world, VLAPolicy(ck.model, ck.version, seed=0, exec_steps=a.exec_steps), tasks,
+                               a.scenes, EVAL_SEED0 + a.seed_offset)
+    else:
+        with SimWorld() as world:
+            res = family_probe(world, _ExpertActor(world), tasks, a.scenes, EVAL_SEED0 + a.seed_offset)
+    print(json.dumps(res, indent=1))
     return 0
 
 
@@ -226,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_replay)
 
     s = sub.add_parser("tasks", help="the task registry: list it, or draw docs/tasks.png (start and goal per task)")
-    what = s.add_subparsers(dest="what", required=True, metavar="{list,sheet}")
+    what = s.add_subparsers(dest="what", required=True, metavar="{list,sheet,probe}")
     lst = what.add_parser("list", help="registered tasks and whether they are in the default curriculum")
     lst.add_argument("--speed", action="store_true",
                      help="also measure in-process sim steps/s per task (expert episodes, physics only; target 10x)")
@@ -235,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="scene seed (the next one if the expert fails on it)")
     c.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the 64 px images")
     c.add_argument("--tasks", default=None, help="comma list (default: every registered task)")
+    c = what.add_parser("probe", help="instruction-following probe per task family: same seed, each target; does "
+                                      "the first grasp go for the named item (semantic: category)?")
+    c.add_argument("--policy", default=None, help="checkpoint directory (e.g. store/policies/v0); default: the "
+                                                   "zero-noise scripted expert (a check of the probe itself)")
+    c.add_argument("--tasks", default=None, help="comma list (default: every registered task)")
+    c.add_argument("--scenes", type=int, default=5, help="held-out scenes (seeds) per task")
+    c.add_argument("--seed-offset", type=int, default=0, help="first scene: EVAL_SEED0 + this")
+    c.add_argument("--exec-steps", type=int, default=5, help="actions of each policy chunk executed")
     s.set_defaults(fn=_cmd_tasks)
 
     s = sub.add_parser("info", help="summarize an experience store")

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lwd.sim.rollout import Actor, run_episode
-from lwd.sim.tasks import ITEM_NAMES, get_task
+from lwd.sim.tasks import ITEM_NAMES, get_task, task_names
 from lwd.sim.world import ARMS, GRIPPER_OPEN, N_JOINTS, SimWorld
 
-__all__ = ["EVAL_SEED0", "GATE_SEED0", "FLEET_SEED0", "wilson", "TaskResult", "evaluate", "instruction_probe"]
+__all__ = ["EVAL_SEED0", "GATE_SEED0", "FLEET_SEED0", "wilson", "TaskResult", "evaluate", "instruction_probe",
+           "family_probe"]
 
 GATE_SEED0 = 800_000
 EVAL_SEED0 = 900_000
@@ -112,3 +113,79 @@ def instruction_probe(world: SimWorld, actor: Actor, scenes: int, seed0: int = E
     lo, hi = wilson(followed, trials)
     return {"followed": followed, "trials": trials, "rate": followed / max(1, trials), "ci_low": lo, "ci_high": hi,
             "no_grasp": none, "chance": 1 / len(ITEM_NAMES)}
+
+
+# Why the instruction probe does not apply to a task family (``TaskSpec.items`` without ``targets``).
+PROBE_NOT_APPLICABLE = {
+    "all": "every item, in a fixed order: the instruction names no choice",
+    "pair": "two items and a direction drawn together: no single named item to go for first",
+    "handover": "the pack is the only item in play: nothing to choose between",
+}
+
+
+def _first_item_closure(world: SimWorld, actor: Actor, max_steps: int, items: Sequence[str],
+                        radius: float) -> str | None:
+    """Run ``actor`` until a gripper is closed with its tool within ``radius`` of an item in play (closures
+    elsewhere, e.g. on the drawer handle, do not count); that item, or None after ``max_steps``."""
+    from lwd.sim.rollout import obs
+
+    chunk: list[np.ndarray] = []
+    actor.reset()
+    for _ in range(max_steps):
+        if not chunk:
+            chunk = list(np.asarray(actor.act(obs(world)), dtype=np.float64).reshape(-1, N_JOINTS))
+        world.apply(np.clip(chunk.pop(0), world.joint_low, world.joint_high))
+        for arm in ARMS:
+            if world.gripper(arm) < 0.6 * GRIPPER_OPEN:
+                tcp = world.tcp_pos(arm)
+                dist = {n: float(np.linalg.norm(world.item_pos(n) - tcp)) for n in items}
+                near = min(dist, key=dist.__getitem__)
+                if dist[near] < radius:
+                    return near
+    return None
+
+
+def family_probe(world: SimWorld, actor: Actor, tasks: Sequence[str] | None = None, scenes: int = 2,
+                 seed0: int = EVAL_SEED0, max_steps: int = 150, variation: float = 1.0,
+                 radius: float = 0.08) -> dict[str, dict]:
+    """The instruction probe for every task family with a choosable target (``TaskSpec.targets``).
+
+    For every scene (seed) and every target (an item; for ``semantic`` a category), the scene is reset with that
+    target and the item under the first gripper that closes within ``radius`` of an item in play counts as the one
+    the actor went for; it follows the instruction if that is the named item (``semantic``: any item of the named
+    category). Per task: ``{"applicable": True, "followed", "trials", "rate", "ci_low", "ci_high", "no_grasp",
+    "chance", "same_scene"}``, where ``chance`` is the mean share of items in play an instruction-blind pick of one
+    of them would get right, and ``same_scene`` says whether every target of a seed showed the same items at the
+    same poses (pick_place, place_slot: only the instruction differs; unstock starts the named item on its slot, and
+    the store tasks bring the named item into the scene, so there the scene itself can give the target away).
+    Tasks without targets (restock3, sort_colour, handover) are ``{"applicable": False, "why": ...}``.
+    """
+    out: dict[str, dict] = {}
+    for task in tasks or task_names():
+        spec = get_task(task)
+        if not spec.targets:
+            out[task] = {"applicable": False, "why": PROBE_NOT_APPLICABLE.get(spec.items, "no choosable target")}
+            continue
+        followed = trials = none = 0
+        chance = 0.0
+        same = True
+        for s in range(scenes):
+            first: dict[str, np.ndarray] | None = None
+            for target in spec.targets:
+                world.reset(task, seed0 + s, variation, target=target)
+                items = world.present_items()
+                poses = {n: world.item_pos(n) for n in items}
+                if first is None:
+                    first = poses
+                elif set(first) != set(poses) or any(not np.allclose(first[n], poses[n]) for n in poses):
+                    same = False
+                chance += sum(spec.accepts(target, n) for n in items) / len(items)
+                got = _first_item_closure(world, actor, max_steps, items, radius)
+                trials += 1
+                followed += got is not None and spec.accepts(target, got)
+                none += got is None
+        lo, hi = wilson(followed, trials)
+        out[task] = {"applicable": True, "followed": followed, "trials": trials, "rate": followed / max(1, trials),
+                     "ci_low": lo, "ci_high": hi, "no_grasp": none, "chance": chance / max(1, trials),
+                     "same_scene": same}
+    return out

@@ -164,13 +164,26 @@ class TaskSpec:
     default: bool = False
     scene: str = "base"
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What ``resolve``'s ``target`` can name: an item (``"one"``: ``ITEM_NAMES``; ``drawer``: the fruit; ``stack``:
+        the top item) or a category (``semantic``); empty for tasks whose goals the instruction does not single out
+        by one choice (``all``, ``pair``, ``handover``)."""
+        return _TARGETS.get(self.items, ())
+
+    def accepts(self, target: str, item: str) -> bool:
+        """Whether going for ``item`` follows an instruction naming ``target`` (an item, or ``item``'s category)."""
+        return CATALOGUE[item].category == target if self.items == "semantic" else item == target
+
     def resolve(self, rng: np.random.Generator, target: str | None = None) -> tuple[tuple[Goal, ...], str]:
         """Draw the subgoals and the instruction text (deterministic given the generator state).
 
-        ``target`` fixes the item of a single-item task (same scene, another instruction). The draws of the tasks
+        ``target`` fixes the item of a single-item task (same scene, another instruction), the fruit of ``drawer``,
+        the top item of ``stack`` or the category of ``semantic`` (``targets`` lists them); every draw is made
+        either way, so the rest of the scene and goals do not depend on it. The draws of the tasks
         that existed first (pick_place, restock3) are kept in their original order: their scenes and instructions
         per seed must not change (a pretrained policy and benchmark results depend on them)."""
-        if target is not None and self.items not in ("one", "drawer", "stack"):
+        if target is not None and not self.targets:
             raise ValueError(f"task {self.name!r} has no single target to choose")
         if self.items in _STORE_KINDS:
             return _STORE_KINDS[self.items](self, rng, target)
@@ -385,7 +398,7 @@ def _resolve_stack(spec: TaskSpec, rng: np.random.Generator, target: str | None)
 
 def _resolve_semantic(spec: TaskSpec, rng: np.random.Generator, target: str | None) -> tuple[tuple[Goal, ...], str]:
     cats = tuple(CATEGORIES)
-    cat = cats[int(rng.integers(len(cats)))]
+    cat = _pick(rng, cats, target)
     dest = tuple(SEMANTIC_DEST)[int(rng.integers(len(SEMANTIC_DEST)))]
     order = rng.permutation(len(CATEGORIES[cat]))
     goals = tuple(Goal(CATEGORIES[cat][int(i)], dest) for i in order)
@@ -393,6 +406,13 @@ def _resolve_semantic(spec: TaskSpec, rng: np.random.Generator, target: str | No
     plural, single = CATEGORY_WORDS[cat]
     return goals, _template(spec, rng, cats=plural, cat=single, dest=where)
 
+
+_TARGETS: dict[str, tuple[str, ...]] = {
+    "one": ITEM_NAMES,
+    "drawer": DRAWER_ITEMS,
+    "stack": STACK_TOPS,
+    "semantic": tuple(CATEGORIES),
+}
 
 _STORE_KINDS = {
     "handover": _resolve_handover,

@@ -35,6 +35,8 @@ __all__ = [
     "BIN_CENTER",
     "BIN_HALF",
     "SimWorld",
+    "scene_goals",
+    "scene_rng",
     "build_mjcf",
     "SCENES",
 ]
@@ -306,6 +308,41 @@ def build_mjcf(scene: str = "base") -> str:
 _STATE_SIZES: dict[int, str] = {}
 
 
+def scene_rng(seed: int) -> np.random.Generator:
+    """The generator ``SimWorld.reset`` draws a scene from (arm jitter, item poses, then the task's goals)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x1D])
+
+
+def _arm_jitter(rng: np.random.Generator) -> np.ndarray:
+    """Home-pose jitter of the 12 arm joints (the grippers start open), the first draws of every reset."""
+    return rng.uniform(-0.03, 0.03, N_JOINTS - 2)
+
+
+def _base_layout(rng: np.random.Generator, variation: float) -> dict[str, tuple[float, float, float]]:
+    """Base scene: (x, y, yaw) of each item in the bin, drawn in ``ITEM_NAMES`` order (the draws of v0's scenes)."""
+    lanes = rng.permutation(len(ITEM_LANES))
+    out: dict[str, tuple[float, float, float]] = {}
+    for k, n in enumerate(ITEM_NAMES):
+        sx, sy, syaw = (variation * v for v in ITEM_SPREAD)
+        x = ITEM_LANES[lanes[k]] + rng.uniform(-sx, sx)
+        y = BIN_CENTER[1] + rng.uniform(-sy, sy)
+        yaw = rng.uniform(-syaw, syaw) if ITEMS[n].shape == "box" else rng.uniform(-math.pi, math.pi)
+        out[n] = (x, y, yaw)
+    return out
+
+
+def scene_goals(task: str, seed: int, target: str | None = None) -> tuple[tuple[Goal, ...], str]:
+    """The goals and instruction ``SimWorld.reset(task, seed, target=target)`` draws, without building a world:
+    the same generator and the same draws before ``TaskSpec.resolve`` (the goals do not depend on ``variation``).
+    Cheap enough to scan seeds (the balanced pretraining mix, ``lwd.sim.mix``)."""
+    spec = get_task(task)
+    rng = scene_rng(seed)
+    _arm_jitter(rng)
+    if spec.scene != "store":
+        _base_layout(rng, 1.0)
+    return spec.resolve(rng, target)
+
+
 class SimWorld:
     """One robot's simulated world. Not thread-safe; one process steps it, mirrors only ``set_state``.
 
@@ -395,7 +432,7 @@ class SimWorld:
             raise ValueError(f"variation must be in [0, 1.5], got {variation}")
         spec = get_task(task)
         self._use_scene(spec.scene)
-        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x1D])
+        rng = scene_rng(seed)
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         self.held_log: dict[str, list[str]] = {}
@@ -405,7 +442,7 @@ class SimWorld:
         q = self.home_qpos.copy()
         arm_mask = np.ones(N_JOINTS, dtype=bool)
         arm_mask[[6, 13]] = False
-        q[arm_mask] += rng.uniform(-0.03, 0.03, arm_mask.sum())
+        q[arm_mask] += _arm_jitter(rng)
         d.qpos[self.qpos_adr] = q
         d.qpos[[m.jnt_qposadr[m.joint(f"{a}_gripper_b").id] for a in ARMS]] = GRIPPER_OPEN
         d.ctrl[self.act_ids] = q
@@ -418,13 +455,8 @@ class SimWorld:
             self.start_pose = {n: self.item_pos(n) for n in self.items}
             self._track()
             return
-        lanes = rng.permutation(len(ITEM_LANES))
-        for k, n in enumerate(ITEM_NAMES):
+        for n, (x, y, yaw) in _base_layout(rng, variation).items():
             it = ITEMS[n]
-            sx, sy, syaw = (variation * v for v in ITEM_SPREAD)
-            x = ITEM_LANES[lanes[k]] + rng.uniform(-sx, sx)
-            y = BIN_CENTER[1] + rng.uniform(-sy, sy)
-            yaw = rng.uniform(-syaw, syaw) if it.shape == "box" else rng.uniform(-math.pi, math.pi)
             adr = self.item_qadr[n]
             d.qpos[adr : adr + 3] = (x, y, it.half_height + 0.0005)
             d.qpos[adr + 3 : adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))

@@ -1,0 +1,73 @@
+"""The pretraining mix (lwd.sim.mix): demos balanced across goals and item identities for every registered task."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from lwd.sim import mix
+from lwd.sim.tasks import ITEM_NAMES, get_task, task_names
+from lwd.sim.world import SimWorld, scene_goals
+
+
+def test_scene_goals_match_reset():
+    """The MuJoCo-free goal draw the mix counts with is exactly what SimWorld.reset draws."""
+    with SimWorld(render=False) as world:
+        for task in task_names():
+            for seed in (3, 900_001):
+                for target in (None, *get_task(task).targets[-1:]):
+                    world.reset(task, seed, 0.6, target=target)
+                    assert (world.goals, world.instruction) == scene_goals(task, seed, target), (task, seed, target)
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_demo_jobs_are_balanced(task: str):
+    k = mix.goal_count(task)
+    jobs = mix.demo_jobs(task, 3 * k, 0)
+    keys = Counter(mix.goal_key(task, scene_goals(task, seed, target)[0]) for seed, target in jobs)
+    assert set(keys) == set(mix.goal_values(task)) and len(keys) == k  # every goal the task can draw ...
+    assert set(keys.values()) == {3}  # ... equally often
+    targets = get_task(task).targets
+    by_scene: dict[int, list] = {}
+    for seed, target in jobs:
+        by_scene.setdefault(seed, []).append(target)
+    assert all(sorted(v, key=str) == sorted(targets or (None,)) for v in by_scene.values())  # each target per scene
+    assert all(0 <= seed < 100_000 for seed in by_scene)  # inside the demo seed range
+    if targets:  # item identities: each target as often as the others
+        assert set(Counter(t for _, t in jobs).values()) == {3 * k // len(targets)}
+    assert len(mix.demo_jobs(task, k + 1, 5)) == k + 1
+
+
+def test_goal_counts():
+    counts = {t: mix.goal_count(t) for t in task_names()}
+    assert counts == {"pick_place": 3, "restock3": 1, "place_slot": 9, "sort_colour": 12, "unstock": 3,
+                      "handover": 4, "drawer": 3, "stack": 12, "semantic": 6}
+
+
+@pytest.mark.parametrize("n, seed0", [(40, 0), (7, 100_000), (1, 5)])
+def test_default_tasks_keep_their_demos(n: int, seed0: int):
+    """pick_place and restock3 (v0's demos): the same (seed, target) jobs, hence the same episode ids, as before."""
+    assert mix.demo_jobs("pick_place", n, seed0) == [(seed0 + i // 3, ITEM_NAMES[(i + i // 3) % 3]) for i in range(n)]
+    assert mix.demo_jobs("restock3", n, seed0) == [(seed0 + i, None) for i in range(n)]
+
+
+def test_semantic_target_is_a_category():
+    spec = get_task("semantic")
+    assert spec.targets == ("drink", "fruit", "snack")
+    for cat in spec.targets:
+        goals, text = scene_goals("semantic", 11, cat)
+        assert {spec.accepts(cat, g.item) for g in goals} == {True}
+        assert goals[0].region == scene_goals("semantic", 11)[0][0].region  # the destination stays the seed's
+    with pytest.raises(ValueError):
+        scene_goals("semantic", 11, "can")
+    with pytest.raises(ValueError):
+        scene_goals("handover", 11, "spaghetti")
+
+
+@pytest.mark.xfail(strict=True, reason="lwd.rl.pretrain.demo_jobs does not delegate to lwd.sim.mix.demo_jobs yet "
+                                       "(src/lwd/rl was outside this change); remove this marker when it does")
+def test_pretrain_uses_the_balanced_mix():
+    from lwd.rl.pretrain import demo_jobs
+
+    assert all(demo_jobs(t, 24, 0) == mix.demo_jobs(t, 24, 0) for t in task_names())
