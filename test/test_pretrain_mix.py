@@ -65,8 +65,6 @@ def test_semantic_target_is_a_category():
         scene_goals("handover", 11, "spaghetti")
 
 
-@pytest.mark.xfail(strict=True, reason="lwd.rl.pretrain.demo_jobs does not delegate to lwd.sim.mix.demo_jobs yet "
-                                       "(src/lwd/rl was outside this change); remove this marker when it does")
 def test_pretrain_uses_the_balanced_mix():
     from lwd.rl.pretrain import demo_jobs
 

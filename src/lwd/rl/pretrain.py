@@ -77,15 +77,12 @@ def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int, source: str = 
 
 
 def demo_jobs(task: str, n: int, seed0: int) -> list[tuple[int, str | None]]:
-    """``n`` (seed, target) demo scenes. Single-item tasks show every item as the target of the same scene in turn,
-    so only the instruction tells the demos apart and the policy must read it (with scenes drawn at random, v0
-    headed for the named item 11-14 times in 30, chance 10); multi-item tasks use consecutive seeds."""
-    from lwd.sim.tasks import ITEM_NAMES, get_task
+    """``n`` (seed, target) demo scenes, balanced across goals and item identities (see :mod:`lwd.sim.mix`): each
+    scene is shown with every target in turn, so only the instruction tells those demos apart and the policy must
+    read it (with scenes drawn at random, v0 headed for the named item 11-14 times in 30, chance 10)."""
+    from lwd.sim.mix import demo_jobs as balanced
 
-    if get_task(task).items != "one":
-        return [(seed0 + i, None) for i in range(n)]
-    k = len(ITEM_NAMES)
-    return [(seed0 + i // k, ITEM_NAMES[(i + i // k) % k]) for i in range(n)]
+    return balanced(task, n, seed0)
 
 
 def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = True) -> int:
