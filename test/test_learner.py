@@ -54,6 +54,24 @@ def test_chunk_buffer_rewards_done_and_padding():
     assert list(buf.filtered_bc_mask()[16:]) == [False, False, True, True, True, True]
 
 
+def test_takeover_terminal_scores_autonomous_success():
+    """RLIF reading: a policy chunk that runs into a takeover ends there with reward 0; operator chunks and the rest
+    of the chunk MDP are unchanged."""
+    cfg = PolicyConfig(image_size=8, horizon=4)
+    ep = _episode(12, success=True, source=[0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0])
+    plain, rlif = ChunkBuffer(cfg, gamma=0.9), ChunkBuffer(cfg, gamma=0.9, takeover_terminal=True)
+    plain.add_episode(ep)
+    rlif.add_episode(ep)
+    idx = np.array([0, 1, 4, 8, 10])
+    a, b = plain.gather(idx), rlif.gather(idx)
+    np.testing.assert_array_equal(a.done.numpy(), [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(a.rew.numpy(), [0, 0, 0, 1, 1])
+    # step 1's chunk (1..4) reaches the takeover at 4: terminal, no reward; step 0's (0..3) does not
+    np.testing.assert_array_equal(b.done.numpy(), [0, 1, 0, 1, 1])
+    np.testing.assert_array_equal(b.rew.numpy(), [0, 0, 0, 1, 1])
+    assert torch.equal(a.act, b.act)
+
+
 class _Gate:
     """A gate with a scripted decision (the sim gate's rollouts are tested in test_gate.py)."""
 

@@ -58,6 +58,8 @@ class BenchConfig:
     gate_episodes: int = 10
     workers: int = 2
     resume: bool = True
+    takeover_terminal: bool = False
+    """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
     images: bool = False
     """Every algorithm trains the whole VLA on images (``images=True`` in BCConfig / FleetRLConfig) instead of its
     action expert on frozen features; critics stay on the features."""
@@ -139,7 +141,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
     learner = Learner(store, LearnerConfig(
         algo=algo, min_new_episodes=cfg.episodes_per_round, updates_per_round=cfg.updates_per_round,
         offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
-        tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed,
+        tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed, takeover_terminal=cfg.takeover_terminal,
         algo_overrides={"images": True} if cfg.images else {}))
     from lwd.policy.inference import VLAPolicy
 

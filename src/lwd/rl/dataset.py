@@ -56,9 +56,13 @@ class FeatureBatch:
 class ChunkBuffer:
     """Per-step arrays of many episodes plus the bookkeeping to cut chunks out of them."""
 
-    def __init__(self, cfg: PolicyConfig, gamma: float = 0.99) -> None:
+    def __init__(self, cfg: PolicyConfig, gamma: float = 0.99, takeover_terminal: bool = False) -> None:
+        """``takeover_terminal``: a policy chunk that runs into an operator takeover ends its episode with reward 0
+        (the RLIF reading of an intervention: the policy failed there), so Q and V estimate *autonomous* success;
+        off, a success reached with the operator's help rewards the policy's chunks before it alike."""
         self.cfg = cfg
         self.gamma = gamma
+        self.takeover_terminal = takeover_terminal
         self._parts: list[dict[str, np.ndarray]] = []
         self._dirty = True
         self.num_episodes = 0
@@ -172,12 +176,14 @@ class ChunkBuffer:
         chunk_idx = np.minimum(idx[:, None] + np.arange(h)[None], end[:, None] - 1)  # past the end: hold the last
         x = normalize_chunk(self._action[chunk_idx], self._qpos[idx], np.asarray(self.cfg.action_scale, np.float32))
         nxt = idx + h
-        done = nxt >= end
+        ends = nxt >= end
         interv = (self._source[chunk_idx] == SOURCE_TELEOP).any(axis=1)
+        takeover = (self._source[idx] == SOURCE_POLICY) & interv if self.takeover_terminal else np.zeros_like(ends)
+        done = ends | takeover
         tt = torch.from_numpy
         return {
-            "act": tt(x), "rew": tt((done & self._success[idx]).astype(np.float32)),
-            "done": tt(done.astype(np.float32)), "next_idx": np.where(done, end - 1, nxt),
+            "act": tt(x), "rew": tt((ends & ~takeover & self._success[idx]).astype(np.float32)),
+            "done": tt(done.astype(np.float32)), "next_idx": np.where(ends, end - 1, nxt),
             "discount": torch.full((len(idx),), self.gamma**h, dtype=torch.float32),
             "source": tt(self._source[idx].astype(np.int64)), "intervention": tt(interv.astype(np.float32)),
             "episode_success": tt(self._success[idx].astype(np.float32)),

@@ -42,7 +42,7 @@ from lwd.policy.checkpoint import (
 from lwd.policy.flow import sample_euler
 from lwd.policy.model import FlowVLA
 from lwd.rl.algorithms import ALGORITHMS, make_algorithm
-from lwd.rl.dataset import ChunkBuffer
+from lwd.rl.dataset import SOURCE_TELEOP, ChunkBuffer
 from lwd.rl.gate import Gate, SimGate, make_gate
 from lwd.sim.tasks import default_tasks
 
@@ -67,6 +67,10 @@ class LearnerConfig:
     gamma: float = 0.998
     """Per-step discount (a 10-step chunk: 0.98). Long tasks run 150-450 steps; 0.99 per step left a restock solved
     near its time limit with a start value below one critic bin."""
+    takeover_terminal: bool = False
+    """Critic reward: False = the paper's sparse episode success (a success reached with the operator's help counts
+    for the policy's chunks before the takeover too); True = a policy chunk that runs into a takeover ends with
+    reward 0 (RLIF), so the critic estimates autonomous success, what the fleet is evaluated on."""
     gate: str = "sim"
     """Promotion gate: 'sim' (rollouts of candidate vs deployed on gate seeds) or 'none' (publish every round)."""
     gate_episodes: int = 10
@@ -149,7 +153,7 @@ class Learner:
         self.model.expert.requires_grad_(True)  # the only part of the deployed VLA that learns
         self.deployed_model = load_checkpoint(version_dir(self.policies, v)).model.eval()
         mc = self.model.cfg
-        self.buffer = ChunkBuffer(mc, gamma=cfg.gamma)
+        self.buffer = ChunkBuffer(mc, gamma=cfg.gamma, takeover_terminal=cfg.takeover_terminal)
         self.algo = make_algorithm(cfg.algo, self.model.expert, mc.cond_dim, mc.action_dim, cfg.algo_overrides,
                                    model=self.model)
         # The feature cache: the deployed VLA's frozen encoder, or, when the algorithm trains the encoder, a frozen
@@ -230,8 +234,9 @@ class Learner:
             self.buffer.add_episode(steps)
             is_fleet = steps.meta.source == "fleet"
             fleet += is_fleet
-            if is_fleet:
-                added.append((self.buffer.num_episodes - 1, bool(steps.success)))
+            if is_fleet:  # what the critic's V should predict: (autonomous, with takeover_terminal) success
+                ok = bool(steps.success) and not (self.cfg.takeover_terminal and (steps.source == SOURCE_TELEOP).any())
+                added.append((self.buffer.num_episodes - 1, ok))
         if self.buffer.num_episodes and self.feature_model is not None:
             self.buffer.encode_features(self.feature_model.encode)
         if added and self.algo.v_value(torch.zeros(1, self.model.cfg.cond_dim)) is not None:
