@@ -302,8 +302,8 @@ def test_image_bc_trains_the_whole_vla(tiny_store, tmp_path, algo):
     assert gate["actor/shift_from_deployed_rad"] > 0
 
 
-@pytest.mark.parametrize("algo", ["lwd", "lwd_no_qam"])
-def test_image_rl_tilts_the_image_trained_reference(tiny_store, tmp_path, algo):
+@pytest.mark.parametrize("algo,features", [("lwd", "frozen"), ("lwd_no_qam", "frozen"), ("lwd", "reference")])
+def test_image_rl_tilts_the_image_trained_reference(tiny_store, tmp_path, algo, features):
     """FleetRLConfig.images: the reference VLA learns on images (encoder included), the critic reads features of a
     frozen copy of v0, and the round ends with the deployed VLA = reference + an extractor tilt of its expert."""
     root = tmp_path / "store"
@@ -311,13 +311,26 @@ def test_image_rl_tilts_the_image_trained_reference(tiny_store, tmp_path, algo):
     store = ExperienceStore(root)
     cfg = load_checkpoint(root / "policies" / "v0").config
     learner = Learner(store, _cfg(algo=algo, algo_overrides={
-        "images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3}))
+        "images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3,
+        "critic_features": features, "critic_refit": 2, "tilt_guard": False}))
     assert learner.algo.trains_encoder and learner.buffer.num_encoded() == len(learner.buffer)
     frozen = {k: v.clone() for k, v in learner.feature_model.state_dict().items()}
     _fleet_bags(store, cfg, 2, "img")
     assert learner.poll() == 1
     assert learner.buffer.num_encoded() == len(learner.buffer)  # fleet steps got critic features too
     assert all(torch.equal(v, frozen[k]) for k, v in learner.feature_model.state_dict().items())
+    if features == "reference":  # the cache now holds the deployed (= reference) encoder's features
+        b = learner.buffer.gather(np.arange(4))
+        with torch.no_grad():
+            want = learner.model.encode(b.image, b.qpos, b.tokens)
+        assert torch.allclose(learner.buffer.features(np.arange(4)), want, atol=1e-5)
+        _fleet_bags(store, cfg, 1, "late")  # and so are later episodes' features
+        learner.ingest_new()
+        n = len(learner.buffer)
+        b = learner.buffer.gather(np.arange(n - 3, n))
+        with torch.no_grad():
+            want = learner.model.encode(b.image, b.qpos, b.tokens)
+        assert torch.allclose(learner.buffer.features(np.arange(n - 3, n)), want, atol=1e-5)
     v0 = load_checkpoint(root / "policies" / "v0").model.state_dict()
     v1 = load_checkpoint(root / "policies" / "v1").model.state_dict()
     changed = {k.split(".")[0] for k in v0 if not (v0[k] == v1[k]).all()}
@@ -334,6 +347,27 @@ def test_image_rl_tilts_the_image_trained_reference(tiny_store, tmp_path, algo):
     again = Learner(store, _cfg(algo=algo, algo_overrides={"images": True}))
     ref2 = again.algo.ref_bc.model.state_dict()
     assert all(torch.equal(ref2[k], v) for k, v in ref.items())
+
+
+def test_tilt_guard_publishes_the_reference_when_the_critic_rates_the_tilt_lower(tiny_store, tmp_path, monkeypatch):
+    from lwd.rl.fleet_rl import FleetRL
+
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, _cfg(algo="lwd", algo_overrides={
+        "images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3}))
+    algo = learner.algo
+    calls = iter([torch.zeros(1), torch.ones(1)])  # the guard's calls: the tilt's chunks rated 0, the reference's 1
+    monkeypatch.setattr(FleetRL, "q_value", lambda self, obs, act: next(calls, torch.ones(len(obs))))
+    _fleet_bags(store, cfg, 2, "img")
+    assert learner.poll() == 1
+    ref = algo.ref_bc.model.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in learner.model.state_dict().items())
+    row = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()
+           if '"round_end"' in x][-1]
+    assert row["actor/tilt_kept"] == 0.0
 
 
 def test_image_bc_needs_its_vla():

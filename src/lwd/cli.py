@@ -44,7 +44,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         pretrained=Path(a.pretrained) if a.pretrained else None, demos_per_task=a.demos,
         pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes,
         resume=False if a.fresh else None, images=a.images or None,
-        takeover_terminal=a.takeover_terminal or None)
+        takeover_terminal=a.takeover_terminal or None, critic_features=a.critic_features)
     run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
     return 0
 
@@ -219,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fresh", action="store_true", help="ignore an earlier run's partial results in --out")
     c.add_argument("--images", action="store_true",
                    help="every algorithm trains the whole VLA on images, encoder included (critics stay on features)")
+    c.add_argument("--critic-features", default=None, choices=["frozen", "reference"],
+                   help="with --images: lwd's critics read the starting VLA's features or the round's reference VLA's")
     c.add_argument("--takeover-terminal", action="store_true",
                    help="critic reward: a policy chunk running into a takeover ends with reward 0 (autonomous success)")
     c.set_defaults(fn=_cmd_bench)

@@ -60,6 +60,8 @@ class BenchConfig:
     resume: bool = True
     takeover_terminal: bool = False
     """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
+    critic_features: str = "frozen"
+    """With ``images``: what the critics of lwd and its variants read (FleetRLConfig.critic_features)."""
     images: bool = False
     """Every algorithm trains the whole VLA on images (``images=True`` in BCConfig / FleetRLConfig) instead of its
     action expert on frozen features; critics stay on the features."""
@@ -142,7 +144,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
         algo=algo, min_new_episodes=cfg.episodes_per_round, updates_per_round=cfg.updates_per_round,
         offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
         tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed, takeover_terminal=cfg.takeover_terminal,
-        algo_overrides={"images": True} if cfg.images else {}))
+        algo_overrides=_overrides(cfg, algo)))
     from lwd.policy.inference import VLAPolicy
 
     t_algo = time.time()
@@ -198,6 +200,13 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
                   f"{'accepted' if new is not None else 'rejected'} | {time.time() - t0:.0f}s, ETA {eta / 60:.0f} min",
                   flush=True)
     return rows
+
+
+def _overrides(cfg: BenchConfig, algo: str) -> dict:
+    if not cfg.images:
+        return {}
+    return {"images": True} if algo in ("bc", "pretrain_more") else {"images": True,
+                                                                     "critic_features": cfg.critic_features}
 
 
 def _last_gate_row(root: Path) -> dict:

@@ -54,6 +54,11 @@ class Algorithm(abc.ABC):
     def deployed(self) -> nn.Module:
         """The action expert to publish (trained in place; the learner puts it into the checkpoint)."""
 
+    def feature_encoder(self) -> nn.Module | None:
+        """A frozen VLA whose ``encode`` the cached features must come from, when the algorithm moved them off the
+        learner's (see FleetRLConfig.critic_features); None = the learner's frozen feature encoder."""
+        return None
+
     def reference(self) -> nn.Module | None:
         """The behaviour/reference field the deployed one is tilted from (QAM's base), if any."""
         return None

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lwd.policy.flow import sample_euler
 from lwd.rl.awr import AWR, AWRConfig
 from lwd.rl.base import Algorithm
 from lwd.rl.bc import bc_step
@@ -85,6 +86,17 @@ class FleetRLConfig:
     image_batch: int = 64
     tilt_steps: int = 300
     """images: extractor (QAM / AWR) steps at the end of each round, ``actor_batch`` states each."""
+    critic_features: str = "frozen"
+    """images: what the critic reads. "frozen": features of the VLA the learner started from (v0 hardly encodes where
+    the item is, docs/learning.md row 15, so Q's action gradient cannot aim a grasp). "reference": at each round's
+    end every stored step is re-encoded by the round's reference VLA (the encoder the deployed policy will use) and
+    the critic is refit on those features for ``critic_refit`` updates before the tilt."""
+    tilt_guard: bool = True
+    """images: keep the tilted expert only if the critic rates its chunks above the reference's on 256 stored states
+    (deterministic sampling, as deployed); else publish the reference. Without it, a tilt along a frozen-feature
+    critic's action gradient took pick_place from 7/30 to 0/30 while the critic itself rated it 0.2 lower."""
+    critic_refit: int = 2000
+    """images + critic_features="reference": critic-only updates after each re-encoding (~10 ms each)."""
 
 
 class FleetRL(Algorithm):
@@ -106,6 +118,9 @@ class FleetRL(Algorithm):
             ref = copy.deepcopy(model).requires_grad_(True)
             self.ref_bc = ImageBC(ref, BCConfig(lr=cfg.image_lr, correction_weight=cfg.correction_weight))
             self.trains_encoder = True
+        if cfg.critic_features not in ("frozen", "reference"):
+            raise ValueError(f"critic_features must be 'frozen' or 'reference', got {cfg.critic_features!r}")
+        self._feature_model: nn.Module | None = None
         if self.critic_kind == "divl":
             self.critic = DIVL(obs_dim, act_dim, DIVLConfig(
                 num_bins=cfg.num_bins, expectile=cfg.expectile, rho=cfg.rho, lr=cfg.critic_lr, target_ema=cfg.ema))
@@ -123,12 +138,19 @@ class FleetRL(Algorithm):
             self.extractor = AWR(expert, self.critic, AWRConfig(beta=cfg.awr_beta, lr=cfg.actor_lr), act_dim=act_dim)
         self.num_updates = 0
 
-    def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
-        cfg = self.cfg
-        b = buffer.gather_features(buffer.sample_indices(cfg.critic_batch, rng))
+    def _critic_step(self, buffer, rng: np.random.Generator):
+        b = buffer.gather_features(buffer.sample_indices(self.cfg.critic_batch, rng))
         stats = {f"critic/{k}": v for k, v in self.critic.update({
             "obs": b.obs, "act": b.act, "rew": b.rew, "next_obs": b.next_obs, "done": b.done,
             "discount": b.discount}).items()}
+        return b, stats
+
+    def feature_encoder(self) -> nn.Module | None:
+        return self._feature_model
+
+    def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
+        cfg = self.cfg
+        b, stats = self._critic_step(buffer, rng)
         if self.ref_bc is not None:  # the whole reference VLA on images; the tilt comes at the round's end
             idx = buffer.sample_indices(cfg.image_batch, rng,
                                         buffer.cached_mask("filtered_bc", lambda buf: buf.filtered_bc_mask()))
@@ -168,12 +190,18 @@ class FleetRL(Algorithm):
             return {}
         cfg = self.cfg
         self.model.load_state_dict(self.ref_bc.model.state_dict())
+        agg: dict[str, list[float]] = {}
+        if cfg.critic_features == "reference":
+            self._feature_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+            buffer.encode_features(self._feature_model.encode, refresh=True)
+            for _ in range(cfg.critic_refit):
+                for k, v in self._critic_step(buffer, rng)[1].items():
+                    agg.setdefault(f"refit_{k}", []).append(v)
         if self.extractor_kind == "qam":
             self.extractor.base_target.load_state_dict(self.ref_bc.model.expert.state_dict())
             self.extractor.actor_opt.state.clear()
         else:
             self.extractor.opt.state.clear()
-        agg: dict[str, list[float]] = {}
         self.expert.train()
         for _ in range(cfg.tilt_steps):
             idx = buffer.sample_indices(cfg.actor_batch, rng)
@@ -183,7 +211,20 @@ class FleetRL(Algorithm):
             for k, v in self.extractor.update(obs, b.act, critic_obs=buffer.features(idx)).items():
                 agg.setdefault(f"actor/{k}", []).append(v)
         self.expert.eval()
-        return {k: float(np.mean(v)) for k, v in agg.items()}
+        out = {k: float(np.mean(v)) for k, v in agg.items()}
+        idx = buffer.sample_indices(256, np.random.default_rng(12345))
+        b = buffer.gather(idx)
+        with torch.no_grad():
+            obs = self.model.encode(b.image, b.qpos, b.tokens)
+            noise = torch.zeros(len(idx), self.model.cfg.action_dim)
+            q_tilt, q_ref = (float(self.q_value(buffer.features(idx), sample_euler(
+                f, obs, self.model.cfg.action_dim, self.model.cfg.flow_steps, noise=noise)).mean())
+                for f in (self.expert, self.ref_bc.model.expert))
+        keep = q_tilt >= q_ref or not cfg.tilt_guard
+        if not keep:
+            self.expert.load_state_dict(self.ref_bc.model.expert.state_dict())
+        out.update({"actor/tilt_q": q_tilt, "actor/tilt_q_ref": q_ref, "actor/tilt_kept": float(keep)})
+        return out
 
     def deployed(self) -> nn.Module:
         return self.expert

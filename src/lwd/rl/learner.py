@@ -238,7 +238,7 @@ class Learner:
                 ok = bool(steps.success) and not (self.cfg.takeover_terminal and (steps.source == SOURCE_TELEOP).any())
                 added.append((self.buffer.num_episodes - 1, ok))
         if self.buffer.num_episodes and self.feature_model is not None:
-            self.buffer.encode_features(self.feature_model.encode)
+            self.buffer.encode_features((self.algo.feature_encoder() or self.feature_model).encode)
         if added and self.algo.v_value(torch.zeros(1, self.model.cfg.cond_dim)) is not None:
             ep = self.buffer.episode
             for e, ok in added:  # the critic has not trained on these yet: held-out evidence of its fit
