@@ -268,3 +268,35 @@ def test_slow_tilt_accuracy(toy_base, beta, scheme):
     print(f"beta={beta} {scheme}: right-mode mass {m:.3f} vs exact {exact:.3f}")
     # measured gaps (see qam.py): "mission" ~0.09 / ~0.15, "next" ~0.04 / ~0.05 at beta = 1 / 2
     assert m > exact - (0.2 if scheme == "mission" else 0.08), (m, exact)
+
+
+@pytest.mark.parametrize("scheme,moves_right", [("next", True), ("mission", False)])
+def test_qam_tilts_an_x1_output_expert_toward_higher_q(scheme, moves_right):
+    # "mission" is kept as a characterization: if it ever tilts right on x1 experts, FleetRLConfig's default may move
+    """The deployed experts predict the clean chunk (v = (x1_hat - x) / (1 - t)). Their Jacobian in x is ~ -1/(1-t),
+    so the continuous lean adjoint with the MISSION time shift (base at t_k + h, up to t = 1) flips sign and tilts
+    *away* from high Q; the exact discrete adjoint ("next") tilts toward it. Measured on v0: joint-0 shift -0.11 vs
+    +0.13 toward a +0.3 target (scripts/exp/qam_x1_check.py)."""
+    from lwd.policy.model import ActionExpert
+
+    torch.manual_seed(0)
+    cond_dim, act_dim, b = 8, 6, 64
+    base = ActionExpert(cond_dim, act_dim, 32, output="x1")
+    actor = copy.deepcopy(base)
+    obs = torch.randn(b, cond_dim)
+    with torch.no_grad():
+        a0 = sample_euler(base, obs, act_dim, 10, noise=torch.zeros(b, act_dim))
+    target = (a0 + 0.3).clamp(-1, 1)
+
+    def q_fn(o, a):
+        return -((a - target) ** 2).sum(-1)
+
+    qam = QAM(base, actor, q_fn, QAMConfig(beta=10.0, steps=10, lr=3e-4, bc_weight=0.0, adjoint_scheme=scheme),
+              act_dim=act_dim)
+    qam.generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        qam.update(obs, a0)
+    with torch.no_grad():
+        a1 = sample_euler(actor, obs, act_dim, 10, noise=torch.zeros(b, act_dim))
+    gained = float(q_fn(obs, a1).mean() - q_fn(obs, a0).mean())
+    assert (gained > 0.05) if moves_right else (gained < 0.0)

@@ -61,8 +61,12 @@ class FleetRLConfig:
     a 0.2 gap in Q then weighs the better chunk e^2 ~ 7x more than the reference policy does."""
     flow_steps: int = 10
     """K for QAM's memoryless sampler and adjoint."""
-    adjoint_scheme: str = "mission"
-    """'mission' = MISSION.md §5 exactly; 'next' = the exact discrete adjoint of each step."""
+    adjoint_scheme: str = "next"
+    """'next' = the exact discrete adjoint of each sampling step; 'mission' = MISSION.md §5's lean adjoint (base at
+    t_k + h). The deployed experts predict the clean chunk, v = (x1_hat - x) / (1 - t), whose Jacobian in x is
+    ~ -1/(1 - t): the time-shifted lean adjoint then flips sign near t = 1 and tilts *away* from high Q (on v0 with a
+    known quadratic Q: joint-0 shift -0.11 for a +0.3 target with 'mission', +0.13 with 'next';
+    test_qam_tilts_an_x1_output_expert_toward_higher_q). Every lwd result before this default tilted the wrong way."""
     awr_beta: float = 10.0
     """AWR inverse temperature on advantages (same scale argument as beta)."""
     expectile: float = 0.8
