@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwd.sim.rollout import Actor, run_episode
+from lwd.sim.rollout import Actor, obs, run_episode
 from lwd.sim.tasks import ITEM_NAMES, get_task, task_names
 from lwd.sim.world import ARMS, GRIPPER_OPEN, N_JOINTS, SimWorld
 
@@ -74,21 +74,30 @@ def evaluate(world: SimWorld, actor: Actor, tasks: Sequence[str], episodes: int,
     return out
 
 
-def _first_approach(world: SimWorld, actor: Actor, max_steps: int) -> str | None:
-    """Run ``actor`` until one gripper closes low over the table (or ``max_steps``); the item nearest that tool."""
+def _run_until(world: SimWorld, actor: Actor, max_steps: int, check: Callable[[], str | None]) -> str | None:
+    """Step ``actor`` (chunk by chunk) until ``check()`` names an item, or None after ``max_steps``."""
     chunk: list[np.ndarray] = []
-    from lwd.sim.rollout import obs
-
     actor.reset()
     for _ in range(max_steps):
         if not chunk:
             chunk = list(np.asarray(actor.act(obs(world)), dtype=np.float64).reshape(-1, N_JOINTS))
         world.apply(np.clip(chunk.pop(0), world.joint_low, world.joint_high))
+        got = check()
+        if got is not None:
+            return got
+    return None
+
+
+def _first_approach(world: SimWorld, actor: Actor, max_steps: int) -> str | None:
+    """Run ``actor`` until one gripper closes low over the table (or ``max_steps``); the item nearest that tool."""
+    def check() -> str | None:
         for arm in ARMS:
             if world.gripper(arm) < 0.6 * GRIPPER_OPEN and world.tcp_pos(arm)[2] < 0.12:
                 tcp = world.tcp_pos(arm)[:2]
                 return min(ITEM_NAMES, key=lambda n: float(np.linalg.norm(world.item_pos(n)[:2] - tcp)))
-    return None
+        return None
+
+    return _run_until(world, actor, max_steps, check)
 
 
 def instruction_probe(world: SimWorld, actor: Actor, scenes: int, seed0: int = EVAL_SEED0, task: str = "pick_place",
@@ -127,14 +136,7 @@ def _first_item_closure(world: SimWorld, actor: Actor, max_steps: int, items: Se
                         radius: float) -> str | None:
     """Run ``actor`` until a gripper is closed with its tool within ``radius`` of an item in play (closures
     elsewhere, e.g. on the drawer handle, do not count); that item, or None after ``max_steps``."""
-    from lwd.sim.rollout import obs
-
-    chunk: list[np.ndarray] = []
-    actor.reset()
-    for _ in range(max_steps):
-        if not chunk:
-            chunk = list(np.asarray(actor.act(obs(world)), dtype=np.float64).reshape(-1, N_JOINTS))
-        world.apply(np.clip(chunk.pop(0), world.joint_low, world.joint_high))
+    def check() -> str | None:
         for arm in ARMS:
             if world.gripper(arm) < 0.6 * GRIPPER_OPEN:
                 tcp = world.tcp_pos(arm)
@@ -142,7 +144,9 @@ def _first_item_closure(world: SimWorld, actor: Actor, max_steps: int, items: Se
                 near = min(dist, key=dist.__getitem__)
                 if dist[near] < radius:
                     return near
-    return None
+        return None
+
+    return _run_until(world, actor, max_steps, check)
 
 
 def family_probe(world: SimWorld, actor: Actor, tasks: Sequence[str] | None = None, scenes: int = 2,
