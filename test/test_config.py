@@ -50,3 +50,5 @@ def test_quick_never_overrides_explicit_flags():
     assert config_from_args(True, rounds=5).rounds == 5  # `lwd bench learning --quick --rounds 5` runs 5
     assert config_from_args(False).rounds == 3 and config_from_args(False).eval_episodes >= 50
     assert config_from_args(True, algos=("bc",)).algos == ("bc",)
+    # the whole VLA learns by default; --no-images (False) must survive, --images absent (None) keeps the default
+    assert config_from_args(True, images=None).images and not config_from_args(True, images=False).images

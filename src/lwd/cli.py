@@ -43,7 +43,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         tasks=tuple(a.tasks.split(",")) if a.tasks else None, seed=a.seed, workers=a.workers,
         pretrained=Path(a.pretrained) if a.pretrained else None, demos_per_task=a.demos,
         pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes,
-        resume=False if a.fresh else None, images=a.images or None,
+        resume=False if a.fresh else None, images=a.images,
         takeover_terminal=a.takeover_terminal or None, critic_features=a.critic_features)
     run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
     return 0
@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, help="working directory (default runs/bench)")
     c.add_argument("--results", default=None, help="where the JSON, plot and table go (default <out>/results)")
     c.add_argument("--fresh", action="store_true", help="ignore an earlier run's partial results in --out")
-    c.add_argument("--images", action="store_true",
-                   help="every algorithm trains the whole VLA on images, encoder included (critics stay on features)")
+    c.add_argument("--images", action=argparse.BooleanOptionalAction, default=None,
+                   help="every algorithm trains the whole VLA on images, encoder included (critics stay on features; "
+                        "the default); --no-images: action experts on frozen features only")
     c.add_argument("--critic-features", default=None, choices=["frozen", "reference"],
                    help="with --images: lwd's critics read the starting VLA's features or the round's reference VLA's")
     c.add_argument("--takeover-terminal", action="store_true",

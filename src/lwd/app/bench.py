@@ -62,9 +62,10 @@ class BenchConfig:
     """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
     critic_features: str = "frozen"
     """With ``images``: what the critics of lwd and its variants read (FleetRLConfig.critic_features)."""
-    images: bool = False
+    images: bool = True
     """Every algorithm trains the whole VLA on images (``images=True`` in BCConfig / FleetRLConfig) instead of its
-    action expert on frozen features; critics stay on the features."""
+    action expert on frozen features; critics stay on the features. The head alone did not learn this policy, the
+    whole VLA did (docs/learning.md rows 19, 23)."""
 
 
 QUICK = dict(rounds=2, episodes_per_round=16, updates_per_round=600, offline_updates=300, eval_episodes=16,
