@@ -206,8 +206,12 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
 def _overrides(cfg: BenchConfig, algo: str) -> dict:
     if not cfg.images:
         return {}
-    return {"images": True} if algo in ("bc", "pretrain_more") else {"images": True,
-                                                                     "critic_features": cfg.critic_features}
+    from lwd.rl.algorithms import algorithm_config
+    from lwd.rl.fleet_rl import FleetRLConfig
+
+    if algorithm_config(algo) is FleetRLConfig:
+        return {"images": True, "critic_features": cfg.critic_features}
+    return {"images": True}
 
 
 def _last_gate_row(root: Path) -> dict:

@@ -133,8 +133,11 @@ class FleetRL(Algorithm):
                                                           target_ema=cfg.ema))
         self.base: nn.Module | None = None
         if self.extractor_kind == "qam":
-            self.base = self.ref_bc.model.expert if self.ref_bc is not None else copy.deepcopy(expert)
-            self.base_opt = torch.optim.AdamW(self.base.parameters(), lr=cfg.lr, weight_decay=1e-4)
+            if self.ref_bc is not None:  # the reference VLA's expert, trained by ImageBC
+                self.base = self.ref_bc.model.expert
+            else:
+                self.base = copy.deepcopy(expert)
+                self.base_opt = torch.optim.AdamW(self.base.parameters(), lr=cfg.lr, weight_decay=1e-4)
             self.extractor = QAM(self.base, expert, self.critic.q_pessimistic, QAMConfig(
                 beta=cfg.beta, steps=cfg.flow_steps, lr=cfg.actor_lr, bc_weight=0.0, ema=cfg.ema,
                 adjoint_scheme=cfg.adjoint_scheme), act_dim=act_dim)

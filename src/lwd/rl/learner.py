@@ -18,6 +18,7 @@ drive the same object directly.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -161,7 +162,7 @@ class Learner:
         self.feature_model: FlowVLA | None = self.model
         if self.algo.trains_encoder:
             self.model.requires_grad_(True)
-            self.feature_model = (load_checkpoint(version_dir(self.policies, v)).model.eval().requires_grad_(False)
+            self.feature_model = (copy.deepcopy(self.deployed_model).requires_grad_(False)
                                   if self.algo.needs_features else None)
         extra = version_dir(self.policies, v) / "learner.safetensors"
         if extra.exists() and ckpt.manifest.get("algo") == cfg.algo:
