@@ -28,6 +28,7 @@ ARGS = {
     "gate": ("", "learner promotion gate: sim | none (default from LearnerConfig)"),
     "gate_episodes": ("", "learner gate rollouts per task and policy"),
     "background_updates": ("", "learner updates per poll while waiting for episodes (default from LearnerConfig)"),
+    "algo_overrides": ("", "learner algorithm hyper-parameters as JSON (default from config/learner.yaml)"),
     "learner": ("true", "start the learner"),
     "respawn": ("true", "restart robot nodes and the learner when they die"),
 }
@@ -57,7 +58,7 @@ def _fleet(context):
                 "min_new_episodes": str(n * max(1, int(a["episodes_per_round"]))),
                 "updates_per_round": a["updates_per_round"], "offline_updates": a["offline_updates"],
                 "gate": a["gate"], "gate_episodes": a["gate_episodes"], "tasks": a["tasks"],
-                "background_updates": a["background_updates"],
+                "background_updates": a["background_updates"], "algo_overrides": a["algo_overrides"],
                 "respawn": a["respawn"],
             }.items()))
     return actions

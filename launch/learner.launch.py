@@ -18,6 +18,8 @@ ARGS = {
     "gate_episodes": ("", "gate rollouts per task and policy (default from LearnerConfig)"),
     "background_updates": ("", "updates per poll while waiting for episodes (default from LearnerConfig)"),
     "tasks": ("", "tasks the gate evaluates, comma list (default from LearnerConfig)"),
+    "algo_overrides": ("", 'algorithm hyper-parameters as JSON, e.g. {"tilt_steps": 100} (default from the config '
+                           "file)"),
     "seed": ("0", "learner seed"),
     "config": ("", "parameter file (default: the package's config/learner.yaml)"),
     "respawn": ("true", "restart the learner if it dies"),
@@ -34,7 +36,7 @@ def _nodes(context):
     for key in ("min_new_episodes", "updates_per_round", "offline_updates", "gate_episodes", "background_updates"):
         if a[key]:
             overrides[key] = int(a[key])
-    for key in ("gate", "tasks"):
+    for key in ("gate", "tasks", "algo_overrides"):
         if a[key]:
             overrides[key] = a[key]
     return [Node(package="lwd", executable="learner", name="learner", output="screen",

@@ -45,7 +45,7 @@ def fleet(tiny_store, tmp_path):
     env["ROS_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
     args = ["robots:=2", f"store:={store}", "tasks:=pick_place", "episodes_per_round:=1", "rounds:=1",
             "time_limit_scale:=0.6", "updates_per_round:=4", "offline_updates:=3",
-            "gate:=none"]
+            "gate:=none", 'algo_overrides:={"tilt_steps": 2, "critic_refit": 4, "image_batch": 8, "actor_batch": 4}']
     log = open(tmp_path / "fleet.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "lwd.app.launch_runner", "fleet_sim.launch.py", *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -213,7 +213,10 @@ def test_fleet_round_trip(fleet):
         steps = read_episode(bag)
         assert len(steps) > 10 and steps.images.shape[1:] == (64, 64, 3)
     # The default learner (DIVL + QAM) ran its offline phase on the demos, then an online round on these bags.
-    assert json.loads((store / "policies" / "v1" / "manifest.json").read_text())["algo"] == "lwd"
+    manifest = json.loads((store / "policies" / "v1" / "manifest.json").read_text())
+    assert manifest["algo"] == "lwd"
+    # the whole-VLA default, shortened through the algo_overrides launch argument: the round ended with the tilt
+    assert "actor/tilt_kept" in manifest["stats"], sorted(manifest["stats"])
     phases = [json.loads(x)["phase"] for x in (store / "learner" / "metrics.jsonl").read_text().splitlines()]
     assert [p for p in phases if p != "background"][:3] == ["offline", "online", "gate"], phases
     log_text = log_path.read_text()

@@ -87,8 +87,9 @@ class _Gate:
 
 
 def _cfg(**kw) -> LearnerConfig:
+    # feature mode (action expert on cached features) unless a test asks for images: it exercises the feature cache
     base = dict(algo="bc", min_new_episodes=2, updates_per_round=3, offline_updates=0, background_updates=0,
-                gate="none")
+                gate="none", algo_overrides={"images": False})
     base.update(kw)
     return LearnerConfig(**base)
 
@@ -267,14 +268,14 @@ def test_lwd_round_restarts_the_deployed_field_from_the_reference():
 
     torch.manual_seed(0)
     expert = ActionExpert(8, 6, 16)
-    algo = FleetRL(expert, 8, 6, FleetRLConfig())
+    algo = FleetRL(expert, 8, 6, FleetRLConfig(images=False))
     with torch.no_grad():
         for p in algo.extractor.base_target.parameters():
             p.add_(0.1)
     algo.on_round_start()
     ref = algo.reference().state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in expert.state_dict().items())
-    off = FleetRL(ActionExpert(8, 6, 16), 8, 6, FleetRLConfig(sync_actor=False))
+    off = FleetRL(ActionExpert(8, 6, 16), 8, 6, FleetRLConfig(sync_actor=False, images=False))
     with torch.no_grad():
         for p in off.extractor.base_target.parameters():
             p.add_(0.1)

@@ -34,7 +34,8 @@ def test_configs_and_cli_derive_from_the_registry() -> None:
 
     assert PretrainConfig().tasks == LearnerConfig().tasks == BenchConfig().tasks == default_tasks()
     assert ChunkBenchConfig(store=Path("x")).tasks == default_tasks()
-    assert DemoConfig().tasks == ",".join(default_tasks())
+    assert DemoConfig().pretrain_tasks == ",".join(default_tasks())
+    assert DemoConfig().tasks == ",".join(t for t in default_tasks() if not get_task(t).long_horizon)
     p = build_parser()
     assert p.parse_args(["pretrain"]).tasks == ",".join(default_tasks())
     assert p.parse_args(["bench", "chunking", "--store", "x"]).tasks == ",".join(default_tasks())

@@ -27,7 +27,7 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     kw = dict(out=Path(a.out), robots=a.robots, rounds=a.rounds, episodes_per_round=a.episodes, algo=a.algo,
               updates_per_round=a.updates, seed=a.seed, timeout_min=a.timeout_min, overwrite=a.overwrite,
               pretrained=Path(a.pretrained) if a.pretrained else None, tasks=a.tasks,
-              eval_episodes=a.eval_episodes)
+              pretrain_tasks=a.pretrain_tasks, eval_episodes=a.eval_episodes)
     cfg = DemoConfig.quick_defaults(**kw) if a.quick else DemoConfig(**{k: v for k, v in kw.items() if v is not None})
     summary = run_demo(cfg)
     return 1 if summary.get("error") else 0
@@ -44,7 +44,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         pretrained=Path(a.pretrained) if a.pretrained else None, demos_per_task=a.demos,
         pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes,
         resume=False if a.fresh else None, images=a.images,
-        takeover_terminal=a.takeover_terminal or None, critic_features=a.critic_features)
+        takeover_terminal=a.takeover_terminal, critic_features=a.critic_features)
     run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
     return 0
 
@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, default=None, help="episodes per robot per round")
     s.add_argument("--updates", type=int, default=None, help="learner gradient steps per round")
     s.add_argument("--algo", default=None, help="learner update rule (default: config/learner.yaml)")
-    s.add_argument("--tasks", default=None)
+    s.add_argument("--tasks", default=None, help="tasks the fleet runs and the evaluation measures (default: the "
+                                                 "curriculum's short tasks)")
+    s.add_argument("--pretrain-tasks", default=None, help="v0's pretraining curriculum (default: the registry's)")
     s.add_argument("--quick", action="store_true", help="small, fast settings (a few minutes)")
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier run's store in --out")
@@ -222,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the default); --no-images: action experts on frozen features only")
     c.add_argument("--critic-features", default=None, choices=["frozen", "reference"],
                    help="with --images: lwd's critics read the starting VLA's features or the round's reference VLA's")
-    c.add_argument("--takeover-terminal", action="store_true",
-                   help="critic reward: a policy chunk running into a takeover ends with reward 0 (autonomous success)")
+    c.add_argument("--takeover-terminal", action=argparse.BooleanOptionalAction, default=None,
+                   help="critic reward: a policy chunk running into a takeover ends with reward 0 (autonomous success; "
+                        "the default); --no-takeover-terminal: the paper's episode success")
     c.set_defaults(fn=_cmd_bench)
     c = what.add_parser("chunking", help="chunk execution modes under injected inference delay (in-process)")
     c.add_argument("--store", required=True, help="store holding policies/v<N>")

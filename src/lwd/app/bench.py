@@ -25,6 +25,8 @@ import numpy as np
 
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version, load_checkpoint, version_dir
+from lwd.rl.fleet_rl import FleetRLConfig
+from lwd.rl.learner import LearnerConfig
 from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
 from lwd.sim.tasks import default_tasks
 
@@ -58,11 +60,11 @@ class BenchConfig:
     gate_episodes: int = 10
     workers: int = 2
     resume: bool = True
-    takeover_terminal: bool = False
+    takeover_terminal: bool = LearnerConfig.takeover_terminal
     """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
-    critic_features: str = "frozen"
+    critic_features: str = FleetRLConfig.critic_features
     """With ``images``: what the critics of lwd and its variants read (FleetRLConfig.critic_features)."""
-    images: bool = True
+    images: bool = FleetRLConfig.images
     """Every algorithm trains the whole VLA on images (``images=True`` in BCConfig / FleetRLConfig) instead of its
     action expert on frozen features; critics stay on the features. The head alone did not learn this policy, the
     whole VLA did (docs/learning.md rows 19, 23)."""
@@ -119,7 +121,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
     import torch
 
     from lwd.data.bag import write_steps_bag
-    from lwd.rl.learner import Learner, LearnerConfig
+    from lwd.rl.learner import Learner
     from lwd.sim.evaluate import FLEET_SEED0
     from lwd.sim.expert import ScriptedExpert
     from lwd.sim.operator import ScriptedOperator
@@ -204,14 +206,11 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
 
 
 def _overrides(cfg: BenchConfig, algo: str) -> dict:
-    if not cfg.images:
-        return {}
     from lwd.rl.algorithms import algorithm_config
-    from lwd.rl.fleet_rl import FleetRLConfig
 
     if algorithm_config(algo) is FleetRLConfig:
-        return {"images": True, "critic_features": cfg.critic_features}
-    return {"images": True}
+        return {"images": cfg.images, "critic_features": cfg.critic_features}
+    return {"images": cfg.images}
 
 
 def _last_gate_row(root: Path) -> dict:

@@ -44,10 +44,10 @@ class BCConfig:
     round (row 22 of docs/learning.md: 1e-3 cosine, batch 64)."""
     image_batch: int = 64
     """FilteredBC with ``images``: image batch (an image step costs ~75 ms at 64 on one core)."""
-    images: bool = False
-    """FilteredBC: train the whole VLA on images, encoder included, instead of the action expert on cached features
-    of the frozen encoder. The head alone did not learn even from 400 perfect deployment episodes (1/30); the whole
-    VLA did, given thousands of steps (docs/learning.md rows 19 and 21)."""
+    images: bool = True
+    """FilteredBC: train the whole VLA on images, encoder included (the default), instead of the action expert on
+    cached features of the frozen encoder (False). The head alone did not learn even from 400 perfect deployment
+    episodes (1/30); the whole VLA did, given thousands of steps (docs/learning.md rows 19, 21 and 23)."""
 
 
 class ImageBC:

@@ -79,22 +79,23 @@ class FleetRLConfig:
     QAM's target is pi_base exp(beta Q): the reference absorbs the round's demonstrations, corrections and successes
     by BC, and the adjoint-matching steps only add the tilt. Without the restart the deployed field followed a
     moving reference through ~375 small adjoint steps per round and moved 0.02 rad (docs/learning.md)."""
-    images: bool = False
-    """Train the whole VLA, encoder included (the head alone on frozen features did not learn from 400 perfect
-    deployment episodes, the whole VLA did: docs/learning.md rows 19, 21). The reference policy is then a copy of the
-    VLA trained by filtered image BC every update; the critic stays on cached features of the frozen starting
-    encoder; at the end of each round the deployed VLA restarts from the reference and its action expert is tilted
-    by ``tilt_steps`` extractor steps with the encoder held (QAM: toward pi_ref exp(beta Q))."""
+    images: bool = True
+    """Train the whole VLA, encoder included (the default; False: the action expert on frozen features). The head
+    alone did not learn from 400 perfect deployment episodes, the whole VLA did (docs/learning.md rows 19, 21, 23).
+    The reference policy is then a copy of the VLA trained by filtered image BC every update; the critic reads cached
+    features (``critic_features``); at the end of each round the deployed VLA restarts from the reference and its
+    action expert is tilted by ``tilt_steps`` extractor steps with the encoder held (QAM: toward pi_ref exp(beta Q))."""
     image_lr: float = 1e-3
     """images: peak learning rate of the reference VLA, cosine-decayed to a tenth over each round (as bc's)."""
     image_batch: int = 64
     tilt_steps: int = 300
     """images: extractor (QAM / AWR) steps at the end of each round, ``actor_batch`` states each."""
-    critic_features: str = "frozen"
-    """images: what the critic reads. "frozen": features of the VLA the learner started from (v0 hardly encodes where
-    the item is, docs/learning.md row 15, so Q's action gradient cannot aim a grasp). "reference": at each round's
-    end every stored step is re-encoded by the round's reference VLA (the encoder the deployed policy will use) and
-    the critic is refit on those features for ``critic_refit`` updates before the tilt."""
+    critic_features: str = "reference"
+    """images: what the critic reads (the default "reference" measured best: docs/learning.md rows 25-28).
+    "frozen": features of the VLA the learner started from (v0 hardly encodes where the item is, docs/learning.md
+    row 15, so Q's action gradient cannot aim a grasp). "reference": at each round's end every stored step is
+    re-encoded by the round's reference VLA (the encoder the deployed policy will use) and the critic is refit on
+    those features for ``critic_refit`` updates before the tilt."""
     tilt_guard: bool = True
     """images: keep the tilted expert only if the critic rates its chunks above the reference's on 256 stored states
     (deterministic sampling, as deployed); else publish the reference. Without it, a tilt along a frozen-feature
