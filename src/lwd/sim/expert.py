@@ -285,28 +285,30 @@ class ScriptedExpert:
                 up = np.array([p[0], p[1], min(p[2] + 0.04, self._travel_z)])
                 target[arm_slice(arm)] = self._ik_step(arm, q, up, self._tcp_yaw(arm), V_SLOW)
             return
-        target[gi] = GRIPPER_OPEN
-        low = p[2] < above[2] - 0.015
-        if dxy < 0.006 and abs(p[2] - grasp[2]) < 0.006:
-            self.phase = "close"
-            target[gi] = 0.0
-            goal, v = grasp, V_SLOW
-        elif dxy < (0.02 if low else 0.008):
-            self.phase = "descend"
-            goal, v = grasp, V_SLOW
+        self.phase, goal, v = self._reach_down(p, grasp, above, dxy, "close")
+        target[gi] = 0.0 if self.phase == "close" else GRIPPER_OPEN
+        if self.phase == "descend":
             # a finger resting on the item (or a neighbour) stops the descent: retry with a fresh, smaller offset
             self._blocked = self._blocked + 1 if w.qvel14()[arm_slice(arm)].__abs__().max() < 0.05 else 0
             if self._blocked >= 5:
                 self._blocked = 0
                 self._offsets[idx] = (0.5 * self._offsets_for(idx)[0] + self._retry_jitter(), self._offsets[idx][1])
                 goal, v = np.array([p[0], p[1], above[2]]), V_MAX
-        elif low and dxy > 0.03:
-            self.phase = "rise"
-            goal, v = np.array([p[0], p[1], above[2]]), V_MAX
-        else:
-            self.phase = "approach"
-            goal, v = above, V_MAX
         target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
+
+    @staticmethod
+    def _reach_down(p: np.ndarray, grasp: np.ndarray, above: np.ndarray, dxy: float,
+                    close_phase: str) -> tuple[str, np.ndarray, float]:
+        """(phase, tool goal, speed) of an open gripper going for ``grasp`` from ``above``: approach at travel
+        height, descend once over it, rise first when low and off to the side, ``close_phase`` once there."""
+        low = p[2] < above[2] - 0.015
+        if dxy < 0.006 and abs(p[2] - grasp[2]) < 0.006:
+            return close_phase, grasp, V_SLOW
+        if dxy < (0.02 if low else 0.008):
+            return "descend", grasp, V_SLOW
+        if low and dxy > 0.03:
+            return "rise", np.array([p[0], p[1], above[2]]), V_MAX
+        return "approach", above, V_MAX
 
     # ------------------------------------------------------------------ store scene (handover, drawer, stack, semantic)
     @property
@@ -501,21 +503,8 @@ class ScriptedExpert:
                 yaw = self._tcp_yaw(arm)
             target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
             return
-        target[gi] = GRIPPER_OPEN
-        low = p[2] < above[2] - 0.015
-        if dxy < 0.006 and abs(p[2] - grasp[2]) < 0.006:
-            self.phase = "grip_handle"
-            target[gi] = 0.0
-            goal, v = grasp, V_SLOW
-        elif dxy < (0.02 if low else 0.008):
-            self.phase = "descend"
-            goal, v = grasp, V_SLOW
-        elif low and dxy > 0.03:
-            self.phase = "rise"
-            goal, v = np.array([p[0], p[1], above[2]]), V_MAX
-        else:
-            self.phase = "approach"
-            goal, v = above, V_MAX
+        self.phase, goal, v = self._reach_down(p, grasp, above, dxy, "grip_handle")
+        target[gi] = 0.0 if self.phase == "grip_handle" else GRIPPER_OPEN
         target[arm_slice(arm)] = self._ik_step(arm, q, goal, yaw, v)
 
     @staticmethod
