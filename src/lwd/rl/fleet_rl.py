@@ -3,15 +3,17 @@
 ``lwd`` (the default) = DIVL + QAM, as in the LWD paper; the baselines and ablations swap one part:
 ``iql_awr`` = IQL + AWR, ``lwd_no_divl`` = IQL + QAM, ``lwd_no_qam`` = DIVL + AWR.
 
-Everything trains on cached features of the deployed VLA's frozen encoder (see :class:`lwd.rl.learner.Learner`):
-a critic update costs milliseconds instead of a full image forward pass, so the critic gets the thousands of
-updates per round it needs to fit, and the deployed policy cannot drift through a shared encoder.
+The critics train on cached features (a critic update costs milliseconds, so the critic gets the thousands of updates
+per round it needs to fit); by default (``images``) the policies are whole VLAs trained on images:
 
 - the critic learns Q(s, a) of H-step chunks and an implicit V(s) from all fleet data (sparse success reward);
-- QAM: a *reference* flow ``v_base`` is cloned on the filtered data (demos, operator corrections, successful
-  non-overruled steps: the behaviour worth imitating), and the *deployed* expert ``v_theta`` is fine-tuned by
-  adjoint matching toward pi_base(a|s) exp(beta Q(s, a));
-- AWR: the deployed expert is fine-tuned by advantage-weighted flow matching on all data.
+- QAM: a *reference* VLA is cloned on the filtered data (demos, operator corrections, successful non-overruled
+  steps: the behaviour worth imitating); at each round's end the deployed VLA restarts from it and its action
+  expert ``v_theta`` is tilted by adjoint matching toward pi_ref(a|s) exp(beta Q(s, a)), encoder held;
+- AWR: the same, with advantage-weighted flow matching on all data as the tilt.
+
+With ``images=False`` everything trains on cached features of the deployed VLA's frozen encoder (the reference and
+deployed action experts too), so the deployed policy cannot drift through a shared encoder.
 """
 
 from __future__ import annotations
