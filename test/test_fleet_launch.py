@@ -218,6 +218,6 @@ def test_fleet_round_trip(fleet):
     # the whole-VLA default, shortened through the algo_overrides launch argument: the round ended with the tilt
     assert "actor/tilt_kept" in manifest["stats"], sorted(manifest["stats"])
     phases = [json.loads(x)["phase"] for x in (store / "learner" / "metrics.jsonl").read_text().splitlines()]
-    assert [p for p in phases if p != "background"][:3] == ["offline", "online", "gate"], phases
+    assert [p for p in phases if p != "background"][:4] == ["offline", "online", "round_end", "gate"], phases
     log_text = log_path.read_text()
     assert "process has died" not in log_text, log_text[-3000:]

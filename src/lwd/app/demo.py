@@ -194,6 +194,7 @@ def plot_curve(rounds: list[dict], path: Path, title: str = "lwd fleet learning 
     ax = axes[0][0]
     x = [r["round"] for r in rounds]
     ax.plot(x, [r["success_rate"] for r in rounds], "o-", label="success (with operator help)")
+    ax.plot(x, [r["autonomous_success_rate"] for r in rounds], "s-", label="success without intervention")
     ax.plot(x, [r["intervention_rate"] for r in rounds], "^--", label="episodes with intervention")
     ax.set(xlabel="round", ylabel="rate", ylim=(-0.05, 1.05), title="fleet episodes")
     ax.set_xticks(x)
