@@ -27,6 +27,7 @@ ARGS = {
     "offline_updates": ("", "learner offline-phase steps on the demos"),
     "gate": ("", "learner promotion gate: sim | none (default from LearnerConfig)"),
     "gate_episodes": ("", "learner gate rollouts per task and policy"),
+    "select_episodes": ("", "learner rollouts per task and policy choosing between the tilt and its reference"),
     "background_updates": ("", "learner updates per poll while waiting for episodes (default from LearnerConfig)"),
     "algo_overrides": ("", "learner algorithm hyper-parameters as JSON (default from config/learner.yaml)"),
     "learner": ("true", "start the learner"),
@@ -57,7 +58,8 @@ def _fleet(context):
                 "store": a["store"], "algo": a["algo"], "seed": a["seed"],
                 "min_new_episodes": str(n * max(1, int(a["episodes_per_round"]))),
                 "updates_per_round": a["updates_per_round"], "offline_updates": a["offline_updates"],
-                "gate": a["gate"], "gate_episodes": a["gate_episodes"], "tasks": a["tasks"],
+                "gate": a["gate"], "gate_episodes": a["gate_episodes"], "select_episodes": a["select_episodes"],
+                "tasks": a["tasks"],
                 "background_updates": a["background_updates"], "algo_overrides": a["algo_overrides"],
                 "respawn": a["respawn"],
             }.items()))

@@ -16,6 +16,8 @@ ARGS = {
     "offline_updates": ("", "offline-phase steps on the demos before the first round (default from the config file)"),
     "gate": ("", "promotion gate: sim (rollouts of candidate vs deployed) | none (default from LearnerConfig)"),
     "gate_episodes": ("", "gate rollouts per task and policy (default from LearnerConfig)"),
+    "select_episodes": ("", "rollouts per task and policy choosing between the tilted policy and its reference "
+                            "(default from LearnerConfig; 0 = off)"),
     "background_updates": ("", "updates per poll while waiting for episodes (default from LearnerConfig)"),
     "tasks": ("", "tasks the gate evaluates, comma list (default from LearnerConfig)"),
     "algo_overrides": ("", 'algorithm hyper-parameters as JSON, e.g. {"tilt_steps": 100} (default from the config '
@@ -33,7 +35,8 @@ def _nodes(context):
     overrides = {"store": os.path.expanduser(a["store"]), "seed": int(a["seed"])}
     if a["algo"]:
         overrides["algo"] = a["algo"]
-    for key in ("min_new_episodes", "updates_per_round", "offline_updates", "gate_episodes", "background_updates"):
+    for key in ("min_new_episodes", "updates_per_round", "offline_updates", "gate_episodes", "select_episodes",
+                "background_updates"):
         if a[key]:
             overrides[key] = int(a[key])
     for key in ("gate", "tasks", "algo_overrides"):

@@ -203,7 +203,7 @@ def _seq(episode_id: str) -> int:
     return int(parts[3])
 
 
-FLEET_ARGS = ("tasks:=pick_place", "gate:=none", "offline_updates:=3", "background_updates:=0",
+FLEET_ARGS = ("tasks:=pick_place", "gate:=none", "offline_updates:=3", "background_updates:=0", "select_episodes:=0",
               'algo_overrides:={"tilt_steps": 2, "critic_refit": 4, "image_batch": 8, "actor_batch": 4}')
 
 

@@ -45,7 +45,8 @@ def fleet(tiny_store, tmp_path):
     env["ROS_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
     args = ["robots:=2", f"store:={store}", "tasks:=pick_place", "episodes_per_round:=1", "rounds:=1",
             "time_limit_scale:=0.6", "updates_per_round:=4", "offline_updates:=3",
-            "gate:=none", 'algo_overrides:={"tilt_steps": 2, "critic_refit": 4, "image_batch": 8, "actor_batch": 4}']
+            "gate:=none", "select_episodes:=1",
+            'algo_overrides:={"tilt_steps": 2, "critic_refit": 4, "image_batch": 8, "actor_batch": 4}']
     log = open(tmp_path / "fleet.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "lwd.app.launch_runner", "fleet_sim.launch.py", *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -89,7 +89,7 @@ class _Gate:
 def _cfg(**kw) -> LearnerConfig:
     # feature mode (action expert on cached features) unless a test asks for images: it exercises the feature cache
     base = dict(algo="bc", min_new_episodes=2, updates_per_round=3, offline_updates=0, background_updates=0,
-                gate="none", algo_overrides={"images": False})
+                gate="none", select_episodes=0, algo_overrides={"images": False})
     base.update(kw)
     return LearnerConfig(**base)
 
@@ -369,6 +369,36 @@ def test_tilt_guard_publishes_the_reference_when_the_critic_rates_the_tilt_lower
     row = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()
            if '"round_end"' in x][-1]
     assert row["actor/tilt_kept"] == 0.0
+
+
+@pytest.mark.parametrize("alternative_wins", [False, True])
+def test_rollouts_choose_between_the_tilt_and_its_reference(tiny_store, tmp_path, alternative_wins):
+    """The critic rates its own tilt higher by construction: success rollouts (the selector) pick what is published."""
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    selector = _Gate(accept=not alternative_wins)
+    learner = Learner(store, _cfg(algo="lwd", select_episodes=2, algo_overrides={
+        "images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3, "critic_refit": 2,
+        "tilt_guard": False}), selector=selector)
+    _fleet_bags(store, cfg, 2, "img")
+    assert learner.poll() == 1 and selector.calls == 1
+    ref, dep = learner.algo.ref_bc.model.state_dict(), learner.model.state_dict()
+    assert all(torch.equal(dep[k], ref[k]) for k in dep) == alternative_wins
+    published = load_checkpoint(root / "policies" / "v1").model.state_dict()
+    assert all(torch.equal(published[k], v) for k, v in dep.items())
+    row = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()
+           if '"round_end"' in x][-1]
+    assert row["select/kept_candidate"] == float(not alternative_wins)
+    # bc has nothing to choose between: no rollouts
+    bc_root = tmp_path / "bc"
+    shutil.copytree(tiny_store, bc_root)
+    bc_selector = _Gate(accept=True)
+    bc = Learner(ExperienceStore(bc_root), _cfg(algo="bc", select_episodes=2, algo_overrides={
+        "images": True, "image_batch": 8}), selector=bc_selector)
+    _fleet_bags(ExperienceStore(bc_root), cfg, 2, "img")
+    assert bc.poll() == 1 and bc_selector.calls == 0
 
 
 def test_image_bc_needs_its_vla():

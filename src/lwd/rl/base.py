@@ -63,6 +63,11 @@ class Algorithm(abc.ABC):
         """The behaviour/reference field the deployed one is tilted from (QAM's base), if any."""
         return None
 
+    def alternative(self) -> nn.Module | None:
+        """An action expert the learner may publish instead of :meth:`deployed` when rollouts show it succeeding
+        more often (lwd: the untilted reference, after a round whose tilt was kept); None = nothing to choose."""
+        return None
+
     def q_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor | None:
         """The critic's Q(s, a) [B] (ensemble mean), or None for critic-free algorithms."""
         return None

@@ -147,6 +147,7 @@ class FleetRL(Algorithm):
         else:
             self.extractor = AWR(expert, self.critic, AWRConfig(beta=cfg.awr_beta, lr=cfg.actor_lr), act_dim=act_dim)
         self.num_updates = 0
+        self._tilted = False
 
     def _critic_step(self, buffer, rng: np.random.Generator):
         b = buffer.gather_features(buffer.sample_indices(self.cfg.critic_batch, rng))
@@ -233,11 +234,17 @@ class FleetRL(Algorithm):
         keep = q_tilt >= q_ref or not cfg.tilt_guard
         if not keep:
             self.expert.load_state_dict(self.ref_bc.model.expert.state_dict())
+        self._tilted = keep and cfg.tilt_steps > 0
         out.update({"actor/tilt_q": q_tilt, "actor/tilt_q_ref": q_ref, "actor/tilt_kept": float(keep)})
         return out
 
     def deployed(self) -> nn.Module:
         return self.expert
+
+    def alternative(self) -> nn.Module | None:
+        """images: after a kept tilt, the untilted reference expert (the critic rates its own tilt higher by
+        construction; only rollouts can say whether the tilt helps)."""
+        return self.ref_bc.model.expert if self.ref_bc is not None and self._tilted else None
 
     def reference(self) -> nn.Module | None:
         if self.ref_bc is not None:

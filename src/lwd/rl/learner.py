@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import (
@@ -78,6 +79,11 @@ class LearnerConfig:
     """Promotion gate: 'sim' (rollouts of candidate vs deployed on gate seeds) or 'none' (publish every round)."""
     gate_episodes: int = 10
     """Gate rollouts per task and policy."""
+    select_episodes: int = 30
+    """Rollouts per task and policy (on the gate seeds, in simulation) that choose between the round's candidate and
+    the algorithm's alternative by autonomous success (lwd: the tilted policy vs its untilted reference); 0 = keep
+    the algorithm's candidate (real fleets, like gate 'none'). The critic rates its own tilt higher by construction:
+    on the same 100 held-out seeds a kept tilt scored 20% against its reference's 41% (docs/learning.md row 33)."""
     gate_tolerance: float = 0.0
     """Publish when the candidate's gate success >= the deployed one's minus this fraction."""
     tasks: tuple[str, ...] = default_tasks()
@@ -95,8 +101,8 @@ class LearnerConfig:
             raise ValueError(f"unknown algo {self.algo!r}; choose from {sorted(ALGORITHMS)}")
         if self.min_new_episodes < 1 or self.updates_per_round < 1:
             raise ValueError("min_new_episodes and updates_per_round must be >= 1")
-        if self.offline_updates < 0 or self.background_updates < 0:
-            raise ValueError("offline_updates and background_updates must be >= 0")
+        if self.offline_updates < 0 or self.background_updates < 0 or self.select_episodes < 0:
+            raise ValueError("offline_updates, background_updates and select_episodes must be >= 0")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.gate not in ("sim", "none"):
@@ -131,7 +137,8 @@ def _atomic_write_json(path: Path, data: dict) -> None:
 
 
 class Learner:
-    def __init__(self, store: ExperienceStore | Path | str, cfg: LearnerConfig, gate: Gate | None = None) -> None:
+    def __init__(self, store: ExperienceStore | Path | str, cfg: LearnerConfig, gate: Gate | None = None,
+                 selector: Gate | None = None) -> None:
         self.store = store if isinstance(store, ExperienceStore) else ExperienceStore(Path(store))
         self.cfg = cfg
         self.policies = self.store.root / "policies"
@@ -173,6 +180,7 @@ class Learner:
             self.algo.load_state_dict(load_file(str(extra)))  # resume critic + reference flow after a restart
         self.gate = gate or make_gate(cfg.gate, cfg.tasks, cfg.gate_episodes, cfg.gate_tolerance, cfg.exec_steps,
                                       cfg.seed)
+        self._selector = selector  # built on first use: it loads a simulator
         self.metrics_dir = self.store.root / "learner"
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.metrics_dir / "state.json"
@@ -330,6 +338,9 @@ class Learner:
         stats = self._train(self.cfg.updates_per_round, "online")
         t0 = time.perf_counter()
         end = self.algo.on_round_end(self.buffer, self.rng)
+        alternative = self.algo.alternative()
+        if alternative is not None and self.cfg.select_episodes > 0:
+            end.update(self._select(alternative))
         if end:
             end["perf/round_end_s"] = time.perf_counter() - t0
             self._log("round_end", end)
@@ -367,6 +378,24 @@ class Learner:
         log.info("learner: published v%d (%d new episodes, %d steps in buffer, gate %s)", new, episodes,
                  len(self.buffer), {k: round(v, 3) for k, v in evidence.items()})
         return new
+
+    def _select(self, alternative: nn.Module) -> dict[str, float]:
+        """Roll out the candidate and the candidate with the alternative's action expert on the gate seeds; keep
+        the candidate when it succeeds at least as often, else switch its expert to the alternative's."""
+        if self._selector is None:
+            self._selector = SimGate(self.cfg.tasks, self.cfg.select_episodes, 0.0, self.cfg.exec_steps,
+                                     seed=self.cfg.seed)
+        other = copy.deepcopy(self.model).eval()
+        other.expert.load_state_dict(alternative.state_dict())
+        keep, ev = self._selector.decide(self.model, other, f"alternative-{self.rounds_done}-{self.total_updates}")
+        if not keep:
+            self.model.expert.load_state_dict(alternative.state_dict())
+        log.info("learner: candidate %.2f vs alternative %.2f on %d gate rollouts each: kept the %s",
+                 ev.get("candidate_success", float("nan")), ev.get("deployed_success", float("nan")),
+                 int(ev.get("episodes", 0)), "candidate" if keep else "alternative")
+        return {"select/candidate_success": ev.get("candidate_success", float("nan")),
+                "select/alternative_success": ev.get("deployed_success", float("nan")),
+                "select/kept_candidate": float(keep)}
 
     def _next_version(self) -> int:
         """One above every version ever used here: published, quarantined, or recorded in state.json."""
