@@ -15,6 +15,7 @@ from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import list_versions, load_checkpoint
 from lwd.policy.model import PolicyConfig
 from lwd.rl.dataset import SOURCE_POLICY, SOURCE_TELEOP, ChunkBuffer
+from lwd.rl.gate import Gate
 from lwd.rl.learner import Learner, LearnerConfig
 
 
@@ -72,7 +73,7 @@ def test_takeover_terminal_scores_autonomous_success():
     assert torch.equal(a.act, b.act)
 
 
-class _Gate:
+class _Gate(Gate):
     """A gate with a scripted decision (the sim gate's rollouts are tested in test_gate.py)."""
 
     name = "scripted"

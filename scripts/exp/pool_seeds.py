@@ -1,7 +1,9 @@
 """Pool `lwd bench learning` runs that differ only in the learner seed (`--seed`): per algorithm and round, the
 held-out successes summed over seeds (Wilson interval on the pooled episodes) and the per-seed spread.
 
-    python scripts/exp/pool_seeds.py OUT.json RUN1/bench_learning.json RUN2/bench_learning.json ...
+    python scripts/exp/pool_seeds.py OUT.json RUN1/bench_learning.json [ALGO:LABEL=]RUN2/bench_learning.json ...
+
+``ALGO:LABEL=`` renames an algorithm of that run (e.g. the same algorithm at another commit).
 
 Runs must share tasks, fleet episodes, updates and evaluation episodes (checked). The Wilson interval on
 pooled episodes covers evaluation noise only; the per-seed range shows the training noise the seeds add.
@@ -19,8 +21,21 @@ SAME = ("tasks", "episodes_per_round", "updates_per_round", "offline_updates", "
         "takeover_terminal", "critic_features", "gate")
 
 
-def pool(paths: list[Path]) -> dict:
-    runs = [json.loads(p.read_text()) for p in paths]
+def _load(arg: str) -> tuple[Path, dict]:
+    rename = {}
+    if "=" in arg:
+        spec, arg = arg.split("=", 1)
+        algo, label = spec.split(":", 1)
+        rename[algo] = label
+    run = json.loads(Path(arg).read_text())
+    run["results"] = {rename.get(a, a): rows for a, rows in run["results"].items()}
+    return Path(arg), run
+
+
+def pool(args: list[str]) -> dict:
+    loaded = [_load(a) for a in args]
+    paths = [p for p, _ in loaded]
+    runs = [r for _, r in loaded]
     ref = runs[0]["config"]
     for p, r in zip(paths, runs, strict=True):
         diff = {k: (ref.get(k), r["config"].get(k)) for k in SAME if r["config"].get(k) != ref.get(k)}
@@ -60,7 +75,7 @@ def table(pooled: dict) -> str:
 
 
 if __name__ == "__main__":
-    result = pool([Path(p) for p in sys.argv[2:]])
+    result = pool(sys.argv[2:])
     result["table"] = table(result)
     Path(sys.argv[1]).write_text(json.dumps(result, indent=1))
     print(result["table"])

@@ -24,6 +24,9 @@ class Gate:
     def decide(self, candidate: FlowVLA, deployed: FlowVLA, deployed_key: str) -> tuple[bool, dict[str, float]]:
         raise NotImplementedError
 
+    def close(self) -> None:  # noqa: B027 - most gates hold nothing
+        """Release what the gate holds (a simulator's GL context must go before the interpreter does)."""
+
 
 class AcceptAll(Gate):
     name = "none"
@@ -73,6 +76,11 @@ class SimGate(Gate):
         evidence.update({f"candidate/{t}": k / self.episodes for t, k in cand.items()})
         evidence.update({f"deployed/{t}": k / self.episodes for t, k in dep.items()})
         return accept, evidence
+
+    def close(self) -> None:
+        if self._world is not None:
+            self._world.close()
+            self._world = None
 
     def remember(self, key: str, evidence: dict[str, float]) -> None:
         """After publishing: the candidate's gate score becomes the deployed one's (same seeds, no rerun)."""

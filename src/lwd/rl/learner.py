@@ -349,6 +349,7 @@ class Learner:
         self._heldout.clear()
         t0 = time.perf_counter()
         accept, evidence = self.gate.decide(self.model, self.deployed_model, f"v{self.version}:{self.sha256}")
+        self.gate.close()  # its simulator's GL context belongs to this thread: release it here, not at exit
         evidence["gate_s"] = time.perf_counter() - t0
         self._log("gate", {"gate/accepted": float(accept), **{f"gate/{k}": float(v) for k, v in evidence.items()},
                            **diag})
@@ -388,6 +389,7 @@ class Learner:
         other = copy.deepcopy(self.model).eval()
         other.expert.load_state_dict(alternative.state_dict())
         keep, ev = self._selector.decide(self.model, other, f"alternative-{self.rounds_done}-{self.total_updates}")
+        self._selector.close()
         if not keep:
             self.model.expert.load_state_dict(alternative.state_dict())
         log.info("learner: candidate %.2f vs alternative %.2f on %d gate rollouts each: kept the %s",
@@ -443,10 +445,14 @@ class Learner:
             pass
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer (the node calls this on shutdown)."""
+        """Flush and close the TensorBoard writer and the gates' simulators (the node calls this on shutdown)."""
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        for gate in (self.gate, self._selector):
+            if gate is not None:
+                gate.close()
+        self._selector = None
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
