@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", default=None, help="tasks the fleet runs and the evaluation measures (default: the "
                                                  "curriculum's short tasks)")
     s.add_argument("--pretrain-tasks", default=None, help="v0's pretraining curriculum (default: the registry's)")
-    s.add_argument("--quick", action="store_true", help="small, fast settings (a few minutes)")
+    s.add_argument("--quick", action="store_true", help="small settings: a plumbing check, not a learning result")
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier run's store in --out")
     s.add_argument("--pretrained", default=None, help="start from this store's v0 instead of pretraining")
