@@ -19,6 +19,9 @@ ARGS = {
     "tasks": (",".join(default_tasks()), "task cycle per robot (default: the registry's default curriculum)"),
     "episodes_per_round": ("2", "episodes per robot per round"),
     "rounds": ("0", "rounds per robot (0 = run until stopped)"),
+    "sync_rounds": ("true", "robots wait for the learner at each round's end (false: they keep working and hot-swap "
+                            "each version the learner publishes; the learner still closes a round every "
+                            "robots x episodes_per_round new episodes)"),
     "seed": ("0", "base seed"),
     "time_limit_scale": ("1.0", "multiplies each task's time limit"),
     "intervene": ("true", "let the scripted operators take over"),
@@ -48,7 +51,8 @@ def _fleet(context):
             launch_arguments={
                 "robot": f"robot{i}", "backend": "sim", "store": a["store"], "tasks": a["tasks"],
                 "episodes_per_round": a["episodes_per_round"], "rounds": a["rounds"],
-                "seed": str(int(a["seed"]) * 1000 + i), "time_limit_scale": a["time_limit_scale"],
+                "sync_rounds": a["sync_rounds"], "seed": str(int(a["seed"]) * 1000 + i),
+                "time_limit_scale": a["time_limit_scale"],
                 "intervene": a["intervene"], "respawn": a["respawn"],
             }.items()))
     if a["learner"].lower() == "true":

@@ -23,6 +23,7 @@ ARGS = {
                                          "curriculum, lwd.sim.tasks)"),
     "episodes_per_round": ("0", "sync rounds: wait for a newer policy after this many episodes (0 = never)"),
     "rounds": ("0", "stop starting episodes after this many rounds (0 = never)"),
+    "sync_rounds": ("true", "wait for the learner at each round's end (false: keep working, hot-swap new versions)"),
     "seed": ("0", "base seed for episode resets"),
     "time_limit_scale": ("1.0", "multiplies each task's time limit"),
     "intervene": ("true", "let the scripted operator take over"),
@@ -59,7 +60,8 @@ def node_specs(a: dict[str, str]) -> list[dict]:
              **common),
         dict(executable="teleop", name="teleop", parameters=[config, {
             "robot": ns, "backend": teleop, "tasks": [t for t in a["tasks"].split(",") if t],
-            "episodes_per_round": int(a["episodes_per_round"]), "rounds": int(a["rounds"]), "seed": int(a["seed"]),
+            "episodes_per_round": int(a["episodes_per_round"]), "rounds": int(a["rounds"]),
+            "sync_rounds": a["sync_rounds"].lower() == "true", "seed": int(a["seed"]),
             "time_limit_scale": float(a["time_limit_scale"]), "intervene": a["intervene"].lower() == "true"}],
              **common),
         dict(executable="episode_recorder", name="episode_recorder",

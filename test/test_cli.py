@@ -33,3 +33,12 @@ def test_summarize_groups_rounds_per_robot():
     assert rounds[0]["success_rate"] == 0.75 and rounds[0]["autonomous_success_rate"] == 0.5
     assert rounds[0]["interventions_per_episode"] == 0.75 and rounds[0]["intervention_rate"] == 0.5
     assert rounds[1]["policy_versions"] == {"robot0": [1], "robot1": [1]}
+
+
+def test_summarize_groups_asynchronous_episodes_by_the_version_they_started_on():
+    recs = [_Rec("robot0", 1, True, 0, 0), _Rec("robot0", 2, False, 2, 0), _Rec("robot0", 3, True, 0, 0),
+            _Rec("robot1", 1, True, 1, 0), _Rec("robot1", 2, True, 0, 2), _Rec("robot0", 4, False, 1, 2)]
+    recs[2].policy_versions = [0, 2]  # hot-swapped mid-episode: counts for the version it started on
+    rounds = summarize(recs, robots=2, episodes_per_round=2, by_version=True)
+    assert [(r["round"], r["episodes"]) for r in rounds] == [(0, 4), (2, 2)]
+    assert rounds[0]["success_rate"] == 0.75 and rounds[1]["autonomous_success_rate"] == 0.5

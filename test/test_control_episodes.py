@@ -81,6 +81,17 @@ def test_synchronous_rounds_follow_the_learner():
     assert s.finished and "rounds done" in s.wait_reason(0.0, 4)
 
 
+def test_asynchronous_rounds_never_wait_for_the_learner():
+    s = ready(make(episodes_per_round=2, rounds=2, sync=False))
+    for _ in range(3):
+        run_one(s, 0.0)  # past round 1's end with the learner still at round 0: the robot works on
+    assert s.wait_reason(0.0, 4) is None
+    s.on_learner(1, 1)
+    assert s.wait_reason(0.0, 4) is None  # a new version is hot-swapped, never waited for
+    run_one(s, 0.0)
+    assert s.finished  # rounds still bound the plan
+
+
 def test_gate_rejection_does_not_stall_the_round():
     s = ready(make(episodes_per_round=1))
     run_one(s, 0.0)

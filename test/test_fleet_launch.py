@@ -219,6 +219,8 @@ def test_fleet_round_trip(fleet):
     # the whole-VLA default, shortened through the algo_overrides launch argument: the round ended with the tilt
     assert "actor/tilt_kept" in manifest["stats"], sorted(manifest["stats"])
     phases = [json.loads(x)["phase"] for x in (store / "learner" / "metrics.jsonl").read_text().splitlines()]
-    assert [p for p in phases if p != "background"][:4] == ["offline", "online", "round_end", "gate"], phases
+    # background updates while the robots worked count toward the round's 4; "online" runs whatever is left
+    assert [p for p in phases if p not in ("background", "online")][:3] == ["offline", "round_end", "gate"], phases
+    assert manifest["stats"]["round/updates"] >= 4
     log_text = log_path.read_text()
     assert "process has died" not in log_text, log_text[-3000:]

@@ -68,6 +68,13 @@ def test_explicit_teleop_wins_and_supervision():
     assert not specs["arm_driver"]["respawn"]
 
 
+def test_rounds_are_synchronous_unless_asked():
+    _, specs, _ = _evaluate()
+    assert specs["teleop"]["parameters"][1]["sync_rounds"] is True
+    _, specs, _ = _evaluate(sync_rounds="false")
+    assert specs["teleop"]["parameters"][1]["sync_rounds"] is False
+
+
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend"):
         _evaluate(backend="gazebo")

@@ -228,6 +228,28 @@ def test_background_updates_while_waiting(tiny_store, tmp_path):
     assert learner.total_updates == 6 and list_versions(root / "policies") == [0]  # trains, publishes nothing
 
 
+def test_background_updates_count_toward_the_round(tiny_store, tmp_path):
+    """Learning while deploying: updates made while the robots work are part of the round's budget, so the round
+    closes with what is left of it instead of idling the fleet for a whole round of updates."""
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, _cfg(min_new_episodes=2, updates_per_round=5, background_updates=2))
+    starts = []
+    learner.algo.on_round_start = lambda n: starts.append(n)
+    assert learner.poll() is None and learner.poll() is None and learner.total_updates == 4
+    _fleet_bags(store, cfg, 2, "a")
+    assert learner.poll() == 1 and learner.total_updates == 5  # 4 in the background + the 1 left
+    assert learner.poll() is None and learner.poll() is None and learner.poll() is None
+    assert learner.total_updates == 11  # past the budget while no round is due: it keeps learning
+    _fleet_bags(store, cfg, 2, "b")
+    assert learner.poll() == 2 and learner.total_updates == 11  # nothing left: the round closes at once
+    assert starts == [5, 5]  # one schedule per round, begun at its first update
+    rows = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round/updates"] for r in rows if "round/updates" in r] == [5.0, 6.0]
+
+
 def test_no_version_reuse_after_quarantine(tiny_store, tmp_path):
     """v1 corrupt -> quarantined, the learner falls back to v0 and publishes v2, never a second v1."""
     root = tmp_path / "store"

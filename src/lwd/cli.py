@@ -27,7 +27,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     kw = dict(out=Path(a.out), robots=a.robots, rounds=a.rounds, episodes_per_round=a.episodes, algo=a.algo,
               updates_per_round=a.updates, seed=a.seed, timeout_min=a.timeout_min, overwrite=a.overwrite,
               pretrained=Path(a.pretrained) if a.pretrained else None, tasks=a.tasks,
-              pretrain_tasks=a.pretrain_tasks, eval_episodes=a.eval_episodes)
+              pretrain_tasks=a.pretrain_tasks, eval_episodes=a.eval_episodes, offline_updates=a.offline_updates,
+              sync=a.sync)
     cfg = DemoConfig.quick_defaults(**kw) if a.quick else DemoConfig(**{k: v for k, v in kw.items() if v is not None})
     summary = run_demo(cfg)
     return 1 if summary.get("error") else 0
@@ -182,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=None)
     s.add_argument("--episodes", type=int, default=None, help="episodes per robot per round")
     s.add_argument("--updates", type=int, default=None, help="learner gradient steps per round")
+    s.add_argument("--offline-updates", type=int, default=None, help="learner steps on the demos before the fleet")
+    s.add_argument("--sync", action=argparse.BooleanOptionalAction, default=None,
+                   help="robots wait for the learner at each round's end (default: --no-sync, they work on while "
+                        "it learns and hot-swap each new version)")
     s.add_argument("--algo", default=None, help="learner update rule (default: config/learner.yaml)")
     s.add_argument("--tasks", default=None, help="tasks the fleet runs and the evaluation measures (default: the "
                                                  "curriculum's short tasks)")

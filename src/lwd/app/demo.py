@@ -1,7 +1,9 @@
 """`lwd demo`: the simulated fleet learning loop through the real ROS 2 launch files.
 
 pretrain v0 (scripted demos) -> ``fleet_sim.launch.py`` (N robots + learner as separate processes over DDS) ->
-R synchronous rounds of deploy -> record -> learn -> hot-swap -> ``summary.json`` + ``learning_curve.png``.
+R rounds of deploy -> record -> learn -> hot-swap -> ``summary.json`` + ``learning_curve.png``. By default the
+rounds are asynchronous: the robots never wait for the learner, which learns while they work, closes a round every
+``robots x episodes_per_round`` new episodes, and publishes; the robots hot-swap each version mid-run.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ class DemoConfig:
     algo: str = ""
     """Learner update rule; empty = config/learner.yaml's default."""
     updates_per_round: int | None = 5000
-    """Learner updates per round; None = LearnerConfig's default."""
+    """Learner updates per round (background updates while the robots work count); None = LearnerConfig's
+    default."""
+    offline_updates: int | None = 300
+    """Learner updates on the demos before the first fleet episode (the bench's setting); None = LearnerConfig's."""
+    sync: bool = False
+    """Robots wait for the learner at each round's end (the old barrier: ~10 of every 18 min idle, docs/learning.md
+    row 32) instead of working on while it learns."""
     demos_per_task: int = PretrainConfig.demos_per_task
     pretrain_steps: int = PretrainConfig.steps
     time_limit_scale: float = 1.0
@@ -59,7 +67,8 @@ class DemoConfig:
 
     @classmethod
     def quick_defaults(cls, **kw) -> DemoConfig:
-        base = dict(rounds=2, episodes_per_round=2, updates_per_round=100, demos_per_task=12, pretrain_steps=1500,
+        base = dict(rounds=2, episodes_per_round=2, updates_per_round=100, offline_updates=20, demos_per_task=12,
+                    pretrain_steps=1500,
                     time_limit_scale=0.8, eval_episodes=8, gate_episodes=3, quick=True)
         base.update({k: v for k, v in kw.items() if v is not None})
         return cls(**base)
@@ -90,15 +99,22 @@ def _fleet_episodes(store: ExperienceStore) -> list:
     return sorted(store.episodes(source="fleet"), key=lambda r: (r.robot, r.start_ns))
 
 
-def summarize(records, robots: int, episodes_per_round: int) -> list[dict]:
-    """Per round: success, autonomous success (no intervention), interventions, policy versions per robot."""
-    by_robot: dict[str, list] = {}
-    for r in sorted(records, key=lambda r: (r.robot, r.start_ns)):
-        by_robot.setdefault(r.robot, []).append(r)
+def summarize(records, robots: int, episodes_per_round: int, by_version: bool = False) -> list[dict]:
+    """Per round: success, autonomous success (no intervention), interventions, policy versions per robot.
+
+    A round is each robot's next ``episodes_per_round`` episodes (synchronous rounds), or with ``by_version`` the
+    episodes that started on one policy version (asynchronous robots work on while the learner learns)."""
     rounds: dict[int, list] = {}
-    for eps in by_robot.values():
-        for i, r in enumerate(eps):
-            rounds.setdefault(i // episodes_per_round, []).append(r)
+    if by_version:
+        for r in records:
+            rounds.setdefault(r.policy_versions[0] if r.policy_versions else -1, []).append(r)
+    else:
+        by_robot: dict[str, list] = {}
+        for r in sorted(records, key=lambda r: (r.robot, r.start_ns)):
+            by_robot.setdefault(r.robot, []).append(r)
+        for eps in by_robot.values():
+            for i, r in enumerate(eps):
+                rounds.setdefault(i // episodes_per_round, []).append(r)
     out = []
     for k in sorted(rounds):
         eps = rounds[k]
@@ -184,7 +200,7 @@ def evaluate_versions(store_root: Path, versions: list[int], tasks: list[str], e
 
 
 def plot_curve(rounds: list[dict], path: Path, title: str = "lwd fleet learning curve",
-               evals: dict[int, dict] | None = None) -> None:
+               evals: dict[int, dict] | None = None, by_version: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,8 +212,9 @@ def plot_curve(rounds: list[dict], path: Path, title: str = "lwd fleet learning 
     ax.plot(x, [r["success_rate"] for r in rounds], "o-", label="success (with operator help)")
     ax.plot(x, [r["autonomous_success_rate"] for r in rounds], "s-", label="success without intervention")
     ax.plot(x, [r["intervention_rate"] for r in rounds], "^--", label="episodes with intervention")
-    ax.set(xlabel="round", ylabel="rate", ylim=(-0.05, 1.05), title="fleet episodes")
-    ax.set_xticks(x)
+    ax.set(xlabel="policy version the episodes started on" if by_version else "round", ylabel="rate",
+           ylim=(-0.05, 1.05), title="fleet episodes")
+    ax.set_xticks(x, [f"{'v' if by_version else ''}{r['round']}\n{r['episodes']} ep." for r in rounds])
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     if evals:
@@ -314,11 +331,14 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
 
     # 2. The fleet: real launch file, separate processes, DDS on localhost.
     env = ros_env(out)
+    # Asynchronous robots run until the demo stops them, once the learner has published its last round.
     args = [f"robots:={cfg.robots}", f"store:={store_root}", f"tasks:={cfg.tasks}",
-            f"episodes_per_round:={cfg.episodes_per_round}", f"rounds:={cfg.rounds}", f"seed:={cfg.seed}",
-            f"time_limit_scale:={cfg.time_limit_scale}"]
+            f"episodes_per_round:={cfg.episodes_per_round}", f"rounds:={cfg.rounds if cfg.sync else 0}",
+            f"sync_rounds:={str(cfg.sync).lower()}", f"seed:={cfg.seed}", f"time_limit_scale:={cfg.time_limit_scale}"]
     if cfg.updates_per_round:
         args.append(f"updates_per_round:={cfg.updates_per_round}")
+    if cfg.offline_updates is not None:
+        args.append(f"offline_updates:={cfg.offline_updates}")
     if cfg.gate_episodes:
         args.append(f"gate_episodes:={cfg.gate_episodes}")
     if cfg.algo:
@@ -329,7 +349,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "lwd.app.launch_runner", "fleet_sim.launch.py", *args],
                             env=env, stdout=fleet_log, stderr=subprocess.STDOUT, start_new_session=True)
     watcher = _StatusWatcher(cfg.robots, env)
-    total = cfg.robots * cfg.rounds * cfg.episodes_per_round
+    total = cfg.robots * cfg.rounds * cfg.episodes_per_round  # synchronous; asynchronous robots run on
     seen: set[str] = set()
     reported_rounds = 0
     deadline = time.monotonic() + cfg.timeout_min * 60
@@ -344,13 +364,17 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
             for r in records:
                 if r.episode_id not in seen:
                     seen.add(r.episode_id)
-                    log(f"[demo] {len(seen):3d}/{total} {r.robot} {r.task:<10s} {r.outcome:<8s} "
+                    n = f"{len(seen):3d}/{total}" if cfg.sync else f"{len(seen):3d}"
+                    log(f"[demo] {n} {r.robot} {r.task:<10s} {r.outcome:<8s} "
                         f"v{max(r.policy_versions, default=-1)} interventions={r.num_interventions}")
-            rounds = summarize(records, cfg.robots, cfg.episodes_per_round)
+            rounds = summarize(records, cfg.robots, cfg.episodes_per_round, by_version=not cfg.sync)
             per_round = cfg.robots * cfg.episodes_per_round
-            while reported_rounds < len(rounds) and rounds[reported_rounds]["episodes"] == per_round:
-                r = rounds[reported_rounds]
-                log(f"[demo] round {r['round']}: success {r['success_rate']:.0%} "
+            # a round is complete when it has its episodes (sync) or robots have moved past its version (async)
+            complete = [r for r in rounds if r["episodes"] == per_round] if cfg.sync else [
+                r for r in rounds if r["round"] < min(watcher.versions.values(), default=-1)]
+            while reported_rounds < len(complete):
+                r = complete[reported_rounds]
+                log(f"[demo] {'round' if cfg.sync else 'version'} {r['round']}: success {r['success_rate']:.0%} "
                     f"(autonomous {r['autonomous_success_rate']:.0%}), "
                     f"interventions {r['interventions_per_episode']:.2f}/episode, versions {r['policy_versions']}")
                 reported_rounds += 1
@@ -358,7 +382,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
             lrn = watcher.learner
             swapped = (len(watcher.versions) == cfg.robots
                        and all(v == lrn.get("version") for v in watcher.versions.values()))
-            if len(seen) >= total and lrn.get("round", 0) >= cfg.rounds and swapped:
+            if (len(seen) >= total or not cfg.sync) and lrn.get("round", 0) >= cfg.rounds and swapped:
                 log(f"[demo] learner finished round {lrn['round']} (v{lrn['version']}); every robot runs it: "
                     f"{watcher.versions}")
                 break
@@ -374,7 +398,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         fleet_log.close()
 
     records = _fleet_episodes(store)
-    rounds = summarize(records, cfg.robots, cfg.episodes_per_round)
+    rounds = summarize(records, cfg.robots, cfg.episodes_per_round, by_version=not cfg.sync)
     evals: dict[int, dict] = {}
     if cfg.eval_episodes > 0 and error is None:
         from lwd.policy.checkpoint import list_versions
@@ -403,7 +427,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if rounds:
-        plot_curve(rounds, out / "learning_curve.png", evals=evals or None)
+        plot_curve(rounds, out / "learning_curve.png", evals=evals or None, by_version=not cfg.sync)
     if evals:
         first, last = evals[min(evals)]["all"], evals[max(evals)]["all"]
         line = (f"autonomous success v{min(evals)} {first['success']:.0%} [{first['ci_low']:.0%}, "

@@ -8,7 +8,8 @@ Rules:
   * Plan: episode ``seq`` runs ``tasks[seq % len(tasks)]`` with :func:`episode_seed` (reproducible per robot).
   * Rounds (``episodes_per_round > 0``): after each round the robot waits until the learner finished that round and
     the robot runs the learner's current version (the same one if the gate rejected the update). With ``rounds > 0``
-    the plan ends after ``rounds * episodes_per_round`` episodes.
+    the plan ends after ``rounds * episodes_per_round`` episodes. Asynchronous (``sync=False``): the robot never
+    waits for the learner; it keeps working and hot-swaps each version the learner publishes.
   * Recorder gate: an episode starts only while the episode recorder's heartbeat is fresh and it reports itself
     ready; an episode is aborted when the recorder does not confirm it is recording it, or falls silent, within
     ``recorder_timeout_s``, or stops recording it after it had confirmed (a recorder restarted within the timeout)
@@ -56,6 +57,7 @@ class EpisodeScheduler:
         seed: base seed.
         episodes_per_round: synchronous rounds of this many episodes (0 = no rounds).
         rounds: stop after this many rounds (0 = never; needs ``episodes_per_round``).
+        sync: wait for the learner at each round's end (False: keep working; rounds only bound the plan).
         min_subscribers: listeners on ``episode/event`` (arm, camera, policy, recorder) required before a start.
         require_recorder: gate starts on the recorder's heartbeat (turn off only when nothing records on purpose).
         recorder_timeout_s: a heartbeat older than this means the recorder is gone.
@@ -64,7 +66,7 @@ class EpisodeScheduler:
     """
 
     def __init__(self, robot: str, tasks: Sequence[str], *, seed: int = 0, episodes_per_round: int = 0,
-                 rounds: int = 0, min_subscribers: int = 4, require_recorder: bool = True,
+                 rounds: int = 0, sync: bool = True, min_subscribers: int = 4, require_recorder: bool = True,
                  recorder_timeout_s: float = 5.0, settle_s: float = 0.5,
                  clock: Callable[[str], str] = time.strftime) -> None:
         if not tasks:
@@ -78,6 +80,7 @@ class EpisodeScheduler:
         self.base_seed = int(seed)
         self.episodes_per_round = int(episodes_per_round)
         self.rounds = int(rounds)
+        self.sync = bool(sync)
         self.min_subscribers = int(min_subscribers)
         self.require_recorder = bool(require_recorder)
         self.recorder_timeout_s = float(recorder_timeout_s)
@@ -145,7 +148,7 @@ class EpisodeScheduler:
             return f"waiting for {self.min_subscribers} listeners on episode/event (have {subscribers})"
         if self.policy_version < 0:
             return "waiting for the policy to load a checkpoint"
-        if self.episodes_per_round > 0 and self.seq > 0 and self.seq % self.episodes_per_round == 0:
+        if self.sync and self.episodes_per_round > 0 and self.seq > 0 and self.seq % self.episodes_per_round == 0:
             done = self.seq // self.episodes_per_round
             if self.learner_round < done:
                 return f"round {done} done: waiting for the learner to finish it (learner at {self.learner_round})"

@@ -47,6 +47,7 @@ class Teleop(Node):
         self.tasks = list(self.declare_parameter("tasks", list(default_tasks())).value)
         episodes_per_round = int(self.declare_parameter("episodes_per_round", 0).value)
         rounds = int(self.declare_parameter("rounds", 0).value)
+        sync_rounds = bool(self.declare_parameter("sync_rounds", True).value)
         self.base_seed = int(self.declare_parameter("seed", 0).value)
         self.time_limit_scale = float(self.declare_parameter("time_limit_scale", 1.0).value)
         settle_s = float(self.declare_parameter("settle_s", 0.5).value)
@@ -61,7 +62,7 @@ class Teleop(Node):
             raise ValueError(f"backend must be scripted, keyboard or none, got {self.backend!r}")
         self.scheduler = EpisodeScheduler(
             self.robot, self.tasks, seed=self.base_seed, episodes_per_round=episodes_per_round, rounds=rounds,
-            min_subscribers=wait_subscribers, require_recorder=require_recorder,
+            sync=sync_rounds, min_subscribers=wait_subscribers, require_recorder=require_recorder,
             recorder_timeout_s=recorder_timeout_s, settle_s=settle_s)
         if self.backend == "scripted":
             from lwd.sim.tasks import TASKS

@@ -60,12 +60,14 @@ class LearnerConfig:
     min_new_episodes: int = 8
     """Fleet episodes to wait for before an update round."""
     updates_per_round: int = 1500
-    """Learner updates per round (on cached features: ~5-30 ms each)."""
+    """Learner updates per round, counted from the end of the previous round: background updates made while the
+    robots work count toward it, so a round closes with only what is left of its budget (no idle barrier)."""
     offline_updates: int = 1000
     """Updates of the offline phase on the demonstrations before the first round (fits the critic)."""
     background_updates: int = 50
     """Updates per poll while waiting for fleet episodes (learning while deploying: the candidate keeps improving on
-    all data gathered so far instead of idling while the robots work). 0 = idle between rounds."""
+    all data gathered so far instead of idling while the robots work); they count toward ``updates_per_round``, and
+    continue past it (at the schedule's final learning rate) while the robots still work. 0 = idle between rounds."""
     gamma: float = 0.998
     """Per-step discount (a 10-step chunk: 0.98). Long tasks run 150-450 steps; 0.99 per step left a restock solved
     near its time limit with a start value below one critic bin."""
@@ -191,6 +193,7 @@ class Learner:
         self.total_updates = int(state.get("total_updates", 0))
         self.last_accepted: bool | None = state.get("accepted")
         self.fleet_ingested = 0
+        self._round_updates: int | None = None  # updates made in the current round; None = not begun
         self._heldout: list[tuple[np.ndarray, bool]] = []  # (V of each step, success) of not-yet-trained episodes
         self._csv_path = self.metrics_dir / "metrics.csv"
         self._tb = None
@@ -290,9 +293,17 @@ class Learner:
         self.ingest_new()
         if self.pending_fleet < self.cfg.min_new_episodes:
             if self.cfg.background_updates > 0 and self.buffer.num_episodes:
+                self._begin_round()
                 self._train(self.cfg.background_updates, "background")
+                self._round_updates += self.cfg.background_updates
             return None
         return self.update_round()
+
+    def _begin_round(self) -> None:
+        """Start the round's budget (and the algorithm's per-round schedule) once, at its first update."""
+        if self._round_updates is None:
+            self.algo.on_round_start(self.cfg.updates_per_round)
+            self._round_updates = 0
 
     @torch.no_grad()
     def diagnostics(self, states: int = 256) -> dict[str, float]:
@@ -334,8 +345,11 @@ class Learner:
 
     def update_round(self) -> int | None:
         episodes = self.pending_fleet
-        self.algo.on_round_start(self.cfg.updates_per_round)
-        stats = self._train(self.cfg.updates_per_round, "online")
+        self._begin_round()
+        left = max(0, self.cfg.updates_per_round - self._round_updates)  # what background updates did not do
+        stats = self._train(left, "online") if left else {}
+        stats["round/updates"] = float(self._round_updates + left)
+        self._round_updates = None
         t0 = time.perf_counter()
         end = self.algo.on_round_end(self.buffer, self.rng)
         alternative = self.algo.alternative()
@@ -351,7 +365,8 @@ class Learner:
         accept, evidence = self.gate.decide(self.model, self.deployed_model, f"v{self.version}:{self.sha256}")
         self.gate.close()  # its simulator's GL context belongs to this thread: release it here, not at exit
         evidence["gate_s"] = time.perf_counter() - t0
-        self._log("gate", {"gate/accepted": float(accept), **{f"gate/{k}": float(v) for k, v in evidence.items()},
+        self._log("gate", {"gate/accepted": float(accept), "round/updates": stats["round/updates"],
+                           **{f"gate/{k}": float(v) for k, v in evidence.items()},
                            **diag})
         self.rounds_done += 1
         self.fleet_counted += episodes
