@@ -224,3 +224,33 @@ def test_fleet_round_trip(fleet):
     assert manifest["stats"]["round/updates"] >= 4
     log_text = log_path.read_text()
     assert "process has died" not in log_text, log_text[-3000:]
+
+
+def test_asynchronous_robots_work_on_without_waiting_for_the_learner(tiny_store, tmp_path):
+    """sync_rounds:=false: with no learner at all, a robot past its round's end keeps working (a synchronous one
+    would wait for the learner's round forever)."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    env = ros_env(tmp_path)
+    env["ROS_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
+    args = ["robots:=1", f"store:={store}", "tasks:=pick_place", "episodes_per_round:=1", "rounds:=0",
+            "sync_rounds:=false", "learner:=false", "time_limit_scale:=0.3", "respawn:=false"]
+    with open(tmp_path / "fleet.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "lwd.app.launch_runner", "fleet_sim.launch.py", *args],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 150
+            done: list = []
+            while time.monotonic() < deadline and len(done) < 2 and proc.poll() is None:
+                time.sleep(1.0)
+                done = list((store / "episodes").glob("robot0/*/episode.json"))
+            assert len(done) >= 2, f"{len(done)} episodes; log:\n{(tmp_path / 'fleet.log').read_text()[-3000:]}"
+            assert all(json.loads(p.read_text())["policy_versions"] == [0] for p in done)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(40)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
