@@ -31,6 +31,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from launch_util import interrupt
+
 rclpy = pytest.importorskip("rclpy")
 
 from lwd.app.demo import ros_env  # noqa: E402
@@ -142,14 +144,8 @@ def launch_fleet(store: Path, out: Path, *args: str) -> Iterator[Fleet]:
                 fleet.ex.shutdown()
                 fleet.node.destroy_node()
             rclpy.try_shutdown(context=ctx)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
-                    pytest.fail("launch did not shut down on SIGINT")
+            if not interrupt(proc, 60):
+                pytest.fail("launch did not shut down on SIGINT")
     text = log_path.read_text(errors="replace")
     assert "Traceback" not in text and "RCLError" not in text, text[-4000:]
     deadline = time.monotonic() + 15

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ import time
 import numpy as np
 import psutil
 import pytest
+
+from launch_util import interrupt
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -56,14 +57,8 @@ def fleet(tiny_store, tmp_path):
         children.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
     except psutil.NoSuchProcess:
         pass
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-            pytest.fail("launch did not shut down on SIGINT")
+    if not interrupt(proc, 40):
+        pytest.fail("launch did not shut down on SIGINT")
     log.close()
     # Clean shutdown: Ctrl-C ends every node without a traceback (arm_driver used to print an RCLError).
     tail = (tmp_path / "fleet.log").read_text()
@@ -247,10 +242,4 @@ def test_asynchronous_robots_work_on_without_waiting_for_the_learner(tiny_store,
             assert len(done) >= 2, f"{len(done)} episodes; log:\n{(tmp_path / 'fleet.log').read_text()[-3000:]}"
             assert all(json.loads(p.read_text())["policy_versions"] == [0] for p in done)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(40)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+            interrupt(proc, 40)
