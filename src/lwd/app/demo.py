@@ -86,6 +86,8 @@ def ros_env(out: Path, domain_id: int | None = None) -> dict[str, str]:
         env.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
     env.setdefault("MUJOCO_GL", "egl")
     env["PYTHONUNBUFFERED"] = "1"
+    # A node that dies of a native crash (a start-up SIGSEGV was seen in tests) then logs its Python stack.
+    env.setdefault("PYTHONFAULTHANDLER", "1")
     env["ROS_LOG_DIR"] = str(out / "ros_log")
     prefix = sys.prefix
     if Path(prefix, "share/ament_index/resource_index/packages/lwd").exists():
