@@ -43,7 +43,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         updates_per_round=a.updates, offline_updates=a.offline_updates, eval_episodes=a.eval_episodes,
         tasks=tuple(a.tasks.split(",")) if a.tasks else None, seed=a.seed, workers=a.workers,
         pretrained=Path(a.pretrained) if a.pretrained else None, demos_per_task=a.demos,
-        pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes,
+        pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes, variation=a.variation,
         resume=False if a.fresh else None, images=a.images,
         takeover_terminal=a.takeover_terminal, critic_features=a.critic_features)
     run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tasks", default=None)
     c.add_argument("--gate", default=None, choices=["sim", "none"])
     c.add_argument("--gate-episodes", type=int, default=None)
+    c.add_argument("--variation", type=float, default=None,
+                   help="item pose spread of fleet and evaluation scenes (default 1.0 = deployment)")
     c.add_argument("--demos", type=int, default=None, help="demos per task when pretraining v0")
     c.add_argument("--pretrain-steps", type=int, default=None)
     c.add_argument("--workers", type=int, default=None, help="parallel worker processes (one algorithm each)")

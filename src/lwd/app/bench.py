@@ -58,6 +58,9 @@ class BenchConfig:
     exec_steps: int = 5
     gate: str = "sim"
     gate_episodes: int = 10
+    variation: float = 1.0
+    """Item pose spread of the fleet's and the evaluation's scenes (1.0 = deployment, lwd.sim.world.ITEM_SPREAD;
+    the learning regression test uses 0). The gate and rollout selection always run at deployment."""
     workers: int = 2
     resume: bool = True
     takeover_terminal: bool = LearnerConfig.takeover_terminal
@@ -76,13 +79,14 @@ QUICK = dict(rounds=2, episodes_per_round=16, updates_per_round=600, offline_upd
 still win."""
 
 
-def deploy_episode(world, policy, task: str, seed: int, operator=None, time_limit_scale: float = 1.0):
+def deploy_episode(world, policy, task: str, seed: int, operator=None, time_limit_scale: float = 1.0,
+                   variation: float = 1.0):
     """One fleet-like episode in-process; returns the sim rollout."""
     from lwd.sim.rollout import run_episode
     from lwd.sim.tasks import get_task
 
     return run_episode(world, task, seed, actor=policy, operator=operator,
-                       time_limit_s=get_task(task).time_limit_s * time_limit_scale)
+                       time_limit_s=get_task(task).time_limit_s * time_limit_scale, variation=variation)
 
 
 def _prepare_base(cfg: BenchConfig, log) -> Path:
@@ -103,7 +107,7 @@ def _eval(world, model, version: int, cfg: BenchConfig) -> dict:
     from lwd.sim.evaluate import evaluate
 
     policy = VLAPolicy(model, version, seed=cfg.seed, exec_steps=cfg.exec_steps)
-    res = evaluate(world, policy, cfg.tasks, cfg.eval_episodes)
+    res = evaluate(world, policy, cfg.tasks, cfg.eval_episodes, variation=cfg.variation)
     return {t: r.to_dict() for t, r in res.items()}
 
 
@@ -166,7 +170,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
             for i in range(cfg.episodes_per_round):
                 task = cfg.tasks[i % len(cfg.tasks)]
                 seed = FLEET_SEED0 + 1000 * r + i  # identical across algorithms
-                ro = deploy_episode(world, policy, task, seed, operator)
+                ro = deploy_episode(world, policy, task, seed, operator, variation=cfg.variation)
                 robot_s += world.time
                 fleet.append(ro)
                 eid = f"bench-r{r}-{i:03d}"
@@ -263,8 +267,9 @@ def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
         v0_eval = json.loads(v0_path.read_text())
     else:
         log(f"[bench] evaluating v0 on {cfg.eval_episodes} held-out seeds per task")
-        with SimWorld() as world:
-            v0_eval = _eval(world, load_checkpoint(version_dir(base / "policies", 0)).model, 0, cfg)
+        model = load_checkpoint(version_dir(base / "policies", 0)).model
+        with SimWorld(image_size=model.cfg.image_size) as world:
+            v0_eval = _eval(world, model, 0, cfg)
         v0_path.write_text(json.dumps(v0_eval, indent=1))
     log("[bench] v0: " + ", ".join(f"{t} {x['success']:.0%} [{x['ci_low']:.0%}-{x['ci_high']:.0%}] of "
                                    f"{x['episodes']}" for t, x in v0_eval.items()))

@@ -48,11 +48,15 @@ class PretrainConfig:
     augment_pad: int = 0
     """Random-shift augmentation in pixels. 0: the camera is fixed, and a shift moves the scene by up to ~1.4 cm/px,
     more than the grasp tolerance, so it corrupts exactly the absolute positions the policy must read."""
-    image_size: int = 64
-    proprio: str = "full"
+    image_size: int = PolicyConfig.image_size
+    proprio: str = PolicyConfig.proprio
     """Joint state the network sees (PolicyConfig.proprio: full, gripper or none; docs/learning.md rows 16-17)."""
-    horizon: int = 10
-    flow_steps: int = 10
+    horizon: int = PolicyConfig.horizon
+    flow_steps: int = PolicyConfig.flow_steps
+    vision_channels: int = PolicyConfig.vision_channels
+    cond_dim: int = PolicyConfig.cond_dim
+    hidden: int = PolicyConfig.hidden
+    """Network widths (PolicyConfig); smaller ones make a small policy for fast tests."""
     seed: int = 0
     threads: int = 1
     """torch CPU threads (1 is the robust choice on a shared 2-core machine)."""
@@ -129,6 +133,7 @@ def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress
     qpos = np.concatenate([e.qpos for e in good])
     pcfg = PolicyConfig(
         image_size=cfg.image_size, horizon=cfg.horizon, flow_steps=cfg.flow_steps, proprio=cfg.proprio,
+        vision_channels=cfg.vision_channels, cond_dim=cfg.cond_dim, hidden=cfg.hidden,
         action_scale=tuple(float(x) for x in fit_action_scale(good, cfg.horizon)),
         qpos_mean=tuple(float(x) for x in qpos.mean(0)),
         qpos_std=tuple(float(x) for x in np.maximum(qpos.std(0), 1e-2)),

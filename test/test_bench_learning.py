@@ -1,0 +1,41 @@
+"""`lwd bench learning` end to end at toy size: a small v0, one round, the JSON rows, the scenes' pose spread."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_one_round_of_a_small_policy_at_a_chosen_variation(tmp_path, monkeypatch):
+    import lwd.sim.evaluate as ev
+    import lwd.sim.rollout as ro
+    from lwd.app.bench import BenchConfig, run_bench
+    from lwd.policy.checkpoint import load_checkpoint
+    from lwd.rl.pretrain import PretrainConfig, pretrain
+
+    base = tmp_path / "v0"
+    pretrain(base, PretrainConfig(tasks=("pick_place",), demos_per_task=2, steps=5, batch_size=8, image_size=32,
+                                  vision_channels=4, cond_dim=32, hidden=32), progress=False)
+    cfg = load_checkpoint(base / "policies" / "v0").model.cfg
+    assert (cfg.image_size, cfg.vision_channels, cfg.cond_dim, cfg.hidden) == (32, 4, 32, 32)
+
+    seen = []
+
+    def spy(run):
+        def f(*a, **k):
+            seen.append(k.get("variation"))
+            return run(*a, **k)
+        return f
+
+    monkeypatch.setattr(ev, "run_episode", spy(ev.run_episode))
+    monkeypatch.setattr(ro, "run_episode", spy(ro.run_episode))
+    summary = run_bench(BenchConfig(
+        out=tmp_path / "bench", algos=("bc",), rounds=1, episodes_per_round=2, updates_per_round=3, offline_updates=0,
+        eval_episodes=2, tasks=("pick_place",), pretrained=base, gate="none", variation=0.25, workers=1),
+        log=lambda *_: None)
+    assert seen and set(seen) == {0.25}  # the v0 evaluation (a 32 px world for a 32 px policy), fleet, v1
+    assert len(seen) == 2 + 2 + 2
+    v0, v1 = summary["results"]["bc"]
+    assert v1["published"] == 1 and v1["learner_updates"] == 3 and v1["fleet"]["episodes"] == 2
+    assert v1["eval"]["pick_place"]["episodes"] == 2
+    saved = json.loads((tmp_path / "bench" / "results" / "bench_learning.json").read_text())
+    assert saved["config"]["variation"] == 0.25 and saved["table"] == summary["table"]
