@@ -39,3 +39,14 @@ def test_one_round_of_a_small_policy_at_a_chosen_variation(tmp_path, monkeypatch
     assert v1["eval"]["pick_place"]["episodes"] == 2
     saved = json.loads((tmp_path / "bench" / "results" / "bench_learning.json").read_text())
     assert saved["config"]["variation"] == 0.25 and saved["table"] == summary["table"]
+
+
+def test_horizon_panels_follow_the_task_registry(tmp_path):
+    from lwd.app.bench import long_horizon, plot_curves
+    from lwd.sim.tasks import get_task
+
+    tasks = ("pick_place", "restock3", "stack", "semantic")
+    assert long_horizon(tasks) == [t for t in tasks if get_task(t).long_horizon] == ["restock3", "semantic"]
+    ev = {t: {"successes": 1, "episodes": 4} for t in tasks}
+    plot_curves({"bc": [{"robot_s": 0.0, "eval": ev}, {"robot_s": 60.0, "eval": ev}]}, tasks, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0

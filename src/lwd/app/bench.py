@@ -17,6 +17,7 @@ import multiprocessing as mp
 import platform
 import shutil
 import subprocess
+import textwrap
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,11 +29,14 @@ from lwd.policy.checkpoint import latest_version, load_checkpoint, version_dir
 from lwd.rl.fleet_rl import FleetRLConfig
 from lwd.rl.learner import LearnerConfig
 from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
-from lwd.sim.tasks import default_tasks
+from lwd.sim.tasks import default_tasks, get_task
 
-__all__ = ["BenchConfig", "QUICK", "run_bench", "deploy_episode", "LONG_HORIZON"]
+__all__ = ["BenchConfig", "QUICK", "run_bench", "deploy_episode", "long_horizon", "plot_curves"]
 
-LONG_HORIZON = ("restock3",)
+
+def long_horizon(tasks) -> list[str]:
+    """The long-horizon tasks among ``tasks``, as the task registry marks them."""
+    return [t for t in tasks if get_task(t).long_horizon]
 
 
 @dataclass
@@ -287,7 +291,7 @@ def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
         f"{mp.cpu_count()} cpu, {platform.python_version()}", "wall_s": round(time.time() - t_start, 1),
         "config": {f.name: (str(getattr(cfg, f.name)) if isinstance(getattr(cfg, f.name), Path)
                             else getattr(cfg, f.name)) for f in fields(cfg)},
-        "long_horizon_tasks": [t for t in cfg.tasks if t in LONG_HORIZON],
+        "long_horizon_tasks": long_horizon(cfg.tasks),
         "results": results,
     }
     table = results_table(results, cfg.tasks)
@@ -326,8 +330,8 @@ def plot_curves(results: dict, tasks, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [("short-horizon", [t for t in tasks if t not in LONG_HORIZON]),
-              ("long-horizon", [t for t in tasks if t in LONG_HORIZON])]
+    long = long_horizon(tasks)
+    groups = [("short-horizon", [t for t in tasks if t not in long]), ("long-horizon", long)]
     groups = [g for g in groups if g[1]]
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
     for ax, (title, ts) in zip(axes[0], groups, strict=True):
@@ -341,7 +345,8 @@ def plot_curves(results: dict, tasks, path: Path) -> None:
             line, = ax.plot(x, k / n, "o-", label=algo)
             ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.12)
         ax.set(xlabel="fleet robot-hours (simulated)", ylabel="autonomous success (held-out seeds)",
-               ylim=(-0.02, 1.02), title=f"{title}: {', '.join(ts)}")
+               ylim=(-0.02, 1.02))
+        ax.set_title(textwrap.fill(f"{title}: {', '.join(ts)}", 60), fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
