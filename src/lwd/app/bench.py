@@ -64,7 +64,7 @@ class BenchConfig:
     gate_episodes: int = 10
     variation: float = 1.0
     """Item pose spread of the fleet's and the evaluation's scenes (1.0 = deployment, lwd.sim.world.ITEM_SPREAD;
-    the learning regression test uses 0). The gate and rollout selection always run at deployment."""
+    smaller is an easier setting). The gate and rollout selection always run at deployment."""
     workers: int = 2
     resume: bool = True
     takeover_terminal: bool = LearnerConfig.takeover_terminal
