@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 CFG = dict(demos=6, variation=0.0, steps=1500, image=32, channels=8, hidden=128, cond=128, fleet=30,
-           updates=1500, algo="bc", evals=40, seed=0, task="pick_place", images=1, lr=1e-3, defect=0)
+           updates=1500, algo="bc", evals=40, seed=0, task="pick_place", images=1, lr=1e-3, defect=0, warmup=0)
 
 
 def main():
@@ -55,7 +55,8 @@ def main():
     learner = Learner(store, LearnerConfig(algo=cfg["algo"], min_new_episodes=cfg["fleet"],
                                            updates_per_round=cfg["updates"], offline_updates=0, background_updates=0,
                                            gate="none", select_episodes=0, tasks=(cfg["task"],), seed=cfg["seed"],
-                                           algo_overrides={"images": bool(cfg["images"])}))
+                                           algo_overrides={"images": bool(cfg["images"]),
+                                                           "image_warmup": cfg["warmup"]}))
     res = {"cfg": cfg, "pretrain_s": round(t_pre, 1)}
     with SimWorld(image_size=cfg["image"]) as world:
         def ev(tag):

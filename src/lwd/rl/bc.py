@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,9 @@ class BCConfig:
     image_lr: float = 1e-3
     """FilteredBC with ``images``: peak learning rate of the whole VLA, decayed by a cosine to a tenth over each
     round (row 22 of docs/learning.md: 1e-3 cosine, batch 64)."""
+    image_warmup: int = 0
+    """ImageBC: linear learning-rate warm-up over the first updates of each round's schedule (a round's AdamW
+    starts at ``image_lr`` from fresh moments)."""
     image_batch: int = 64
     """FilteredBC with ``images``: image batch (an image step costs ~75 ms at 64 on one core)."""
     images: bool = True
@@ -61,11 +65,22 @@ class ImageBC:
         self._sched_left = 0
 
     def begin_schedule(self, steps: int) -> None:
-        """Cosine-decay the learning rate from ``cfg.lr`` to a tenth over the next ``steps`` updates, then hold."""
+        """Cosine-decay the learning rate from ``cfg.lr`` to a tenth over the next ``steps`` updates, then hold;
+        the first ``cfg.image_warmup`` of them ramp it up linearly."""
         for g in self.opt.param_groups:
             g["lr"] = g["initial_lr"] = self.cfg.lr
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, steps),
-                                                                eta_min=self.cfg.lr * 0.1) if steps > 0 else None
+        warm, total = self.cfg.image_warmup, max(1, steps)
+
+        def factor(k: int) -> float:  # the cosine below, times the warm-up ramp
+            k = min(k, total)
+            return min(1.0, (k + 1) / warm) * (0.1 + 0.45 * (1 + math.cos(math.pi * k / total)))
+
+        if steps <= 0:
+            self.sched = None
+        elif warm > 0:
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
+        else:
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=total, eta_min=self.cfg.lr * 0.1)
         self._sched_left = steps
 
     def update(self, batch: Batch) -> dict[str, float]:
