@@ -87,7 +87,6 @@ def deploy_episode(world, policy, task: str, seed: int, operator=None, time_limi
                    variation: float = 1.0):
     """One fleet-like episode in-process; returns the sim rollout."""
     from lwd.sim.rollout import run_episode
-    from lwd.sim.tasks import get_task
 
     return run_episode(world, task, seed, actor=policy, operator=operator,
                        time_limit_s=get_task(task).time_limit_s * time_limit_scale, variation=variation)

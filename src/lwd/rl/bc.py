@@ -79,7 +79,7 @@ class ImageBC:
             self.sched = None
         elif warm > 0:
             self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
-        else:
+        else:  # without a warm-up: the scheduler the measured runs used, so they replay bit for bit
             self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=total, eta_min=self.cfg.lr * 0.1)
         self._sched_left = steps
 
