@@ -55,6 +55,17 @@ def test_chunk_buffer_rewards_done_and_padding():
     assert list(buf.filtered_bc_mask()[16:]) == [False, False, True, True, True, True]
 
 
+def test_gather_from_a_device_copy_of_the_images_matches_host_gather():
+    buf = ChunkBuffer(PolicyConfig(image_size=8, horizon=4))
+    buf.add_episode(_episode(10, success=True))
+    buf.add_episode(_episode(7, success=False, eid="e1"))
+    idx = np.array([0, 5, 9, 10, 16])
+    host, dev = buf.gather(idx), buf.gather(idx, buf.images_on("cpu"))
+    for f in host.__dataclass_fields__:
+        assert torch.equal(getattr(host, f), getattr(dev, f)), f
+    assert torch.equal(dev.to("cpu").next_image, host.next_image)
+
+
 def test_takeover_terminal_scores_autonomous_success():
     """RLIF reading: a policy chunk that runs into a takeover ends there with reward 0; operator chunks and the rest
     of the chunk MDP are unchanged."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from lwd.sim import mix
@@ -69,3 +71,28 @@ def test_pretrain_uses_the_balanced_mix():
     from lwd.rl.pretrain import demo_jobs
 
     assert all(demo_jobs(t, 24, 0) == mix.demo_jobs(t, 24, 0) for t in task_names())
+
+
+def test_parallel_demo_collection_writes_the_serial_demos(tmp_path, monkeypatch):
+    """Demo workers write the same episodes (ids, outcomes, steps) as the serial collection; a wall-clock budget
+    sizes the training steps and the manifest records them."""
+    import json
+
+    from lwd.data.store import ExperienceStore
+    from lwd.rl.pretrain import PretrainConfig, collect_demos, pretrain
+
+    cfg = PretrainConfig(tasks=("pick_place",), demos_per_task=2, image_size=32, steps=2, batch_size=8,
+                         vision_channels=4, cond_dim=32, hidden=32)
+    serial, parallel = ExperienceStore(tmp_path / "s"), ExperienceStore(tmp_path / "p")
+    assert collect_demos(serial, cfg, progress=False) == collect_demos(
+        parallel, dataclasses.replace(cfg, workers=2), progress=False)
+    a, b = sorted(serial.episodes(source="demo"), key=str), sorted(parallel.episodes(source="demo"), key=str)
+    assert len(a) == 2 and [serial.load(r).meta.episode_id for r in a] == [parallel.load(r).meta.episode_id for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        ea, eb = serial.load(ra), parallel.load(rb)
+        assert ea.success == eb.success and np.array_equal(ea.actions, eb.actions)
+    import lwd.rl.pretrain as pt
+
+    monkeypatch.setattr(pt, "_step_seconds", lambda *a, **k: 0.1)
+    path = pretrain(tmp_path / "p", dataclasses.replace(cfg, time_budget_s=0.5), progress=False)
+    assert json.loads((path / "manifest.json").read_text())["steps"] == 5

@@ -14,7 +14,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 
     path = pretrain(a.store, PretrainConfig(tasks=tuple(a.tasks.split(",")), demos_per_task=a.demos, steps=a.steps,
                                             batch_size=a.batch_size, seed=a.seed, image_size=a.image_size,
-                                            demo_noise=a.noise,
+                                            demo_noise=a.noise, device=a.device, workers=a.workers,
                                             **({} if a.variation is None else {"demo_variation": a.variation})))
     manifest = json.loads((path / "manifest.json").read_text())
     print(f"pretrained {path} sha256={manifest['sha256'][:16]} loss={manifest['final_loss']:.4f}")
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variation", type=float, default=None,
                    help="item pose spread of the demo scenes (deployment = 1.0; default PretrainConfig.demo_variation)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=PretrainConfig.device, help="torch device of the training, e.g. cuda")
+    s.add_argument("--workers", type=int, default=PretrainConfig.workers, help="demo rollout processes")
     s.set_defaults(fn=_cmd_pretrain)
 
     s = sub.add_parser("demo", help="the simulated fleet learning loop through fleet_sim.launch.py")

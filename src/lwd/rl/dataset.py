@@ -37,6 +37,10 @@ class Batch:
     intervention: torch.Tensor  # [B] 1 if any step of the chunk came from the operator
     episode_success: torch.Tensor  # [B]
 
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch on ``device`` (a no-op on the CPU)."""
+        return Batch(**{f: getattr(self, f).to(device, non_blocking=True) for f in self.__dataclass_fields__})
+
 
 @dataclass
 class FeatureBatch:
@@ -211,14 +215,23 @@ class ChunkBuffer:
             return pool[rng.integers(0, len(pool), batch_size)]
         return rng.integers(0, len(self._episode), batch_size)
 
-    def gather(self, idx: np.ndarray) -> Batch:
-        """Chunks starting at global step indices ``idx``."""
+    def gather(self, idx: np.ndarray, images: torch.Tensor | None = None) -> Batch:
+        """Chunks starting at global step indices ``idx``; ``images`` (from :meth:`images_on`) takes the image
+        crops from a copy on the training device instead of host memory, where gathering them bounds a GPU step."""
         c = self._chunks(idx)
         nxt = c.pop("next_idx")
         tt = torch.from_numpy
-        return Batch(image=tt(self._image[idx]), qpos=tt(self._qpos[idx]), tokens=tt(self._tokens[idx]),
-                     next_image=tt(self._image[nxt]), next_qpos=tt(self._qpos[nxt]), next_tokens=tt(self._tokens[nxt]),
-                     **c)
+        if images is None:
+            image, next_image = tt(self._image[idx]), tt(self._image[nxt])
+        else:
+            image, next_image = images[tt(idx).to(images.device)], images[tt(nxt).to(images.device)]
+        return Batch(image=image, qpos=tt(self._qpos[idx]), tokens=tt(self._tokens[idx]), next_image=next_image,
+                     next_qpos=tt(self._qpos[nxt]), next_tokens=tt(self._tokens[nxt]), **c)
+
+    def images_on(self, device: torch.device | str) -> torch.Tensor:
+        """Every step's image as one uint8 tensor on ``device`` (for :meth:`gather`)."""
+        self._build()
+        return torch.from_numpy(self._image).to(device)
 
 
 def fit_action_scale(episodes: Sequence, horizon: int, floor: float = 0.02, q: float = 99.0) -> np.ndarray:

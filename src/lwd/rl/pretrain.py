@@ -6,6 +6,7 @@ later version learn from one data path.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -60,6 +61,13 @@ class PretrainConfig:
     seed: int = 0
     threads: int = 1
     """torch CPU threads (1 is the robust choice on a shared 2-core machine)."""
+    device: str = "cpu"
+    """torch device of the training (``cuda`` where a GPU is lent); the checkpoint is saved on the CPU either way."""
+    workers: int = 1
+    """Processes that roll out the scripted demos (each with its own simulator)."""
+    time_budget_s: float | None = None
+    """If set, ``steps`` is replaced by as many steps as fit this many seconds of training, timed on a throwaway
+    copy of the model before training (the cosine schedule needs its length up front)."""
     keep_failed: bool = False
     """Keep demos the noisy expert failed (they are stored either way; BC trains on successes only)."""
 
@@ -91,29 +99,75 @@ def demo_jobs(task: str, n: int, seed0: int) -> list[tuple[int, str | None]]:
 
 def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = True) -> int:
     """Roll out the scripted expert and write each demo as a bag under ``episodes/demo``; returns successes."""
+    t0 = time.time_ns()
+    scenes = [(task, seed, target) for task in cfg.tasks
+              for seed, target in demo_jobs(task, cfg.demos_per_task, cfg.seed * 100_000)]
+    jobs = [(store.episode_path("demo", _demo_id(task, seed, target)), cfg, n, task, seed, target, t0)
+            for n, (task, seed, target) in enumerate(scenes)]
+    ok = 0
+    bar = tqdm(total=len(jobs), desc="scripted demos", disable=not progress, unit="ep")
+    if cfg.workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
+            for n, success in enumerate(pool.imap_unordered(_demo_job, jobs)):
+                ok += success
+                bar.update()
+                bar.set_postfix(success=f"{ok}/{n + 1}")
+    else:
+        from lwd.sim.world import SimWorld
+
+        with SimWorld(image_size=cfg.image_size) as world:
+            for n, job in enumerate(jobs):
+                ok += _demo_job(job, world)
+                bar.update()
+                bar.set_postfix(success=f"{ok}/{n + 1}")
+    bar.close()
+    store.scan()
+    return ok
+
+
+_WORLD = None  # a demo worker process's simulator, made at its first job
+
+
+def _demo_job(job, world=None) -> bool:
+    """Roll out one scripted demo and write its bag (unless an earlier, interrupted collection did)."""
     from lwd.sim.expert import DEFAULT_DEMO_NOISE
     from lwd.sim.rollout import run_episode
     from lwd.sim.world import SimWorld
 
+    global _WORLD
+    path, cfg, n, task, seed, target, t0 = job
+    if world is None:
+        if _WORLD is None:
+            _WORLD = SimWorld(image_size=cfg.image_size)
+        world = _WORLD
     noise = DEFAULT_DEMO_NOISE if cfg.demo_noise is None else cfg.demo_noise
-    ok = 0
-    t0 = time.time_ns()
-    with SimWorld(image_size=cfg.image_size) as world:
-        jobs = [(task, seed, target) for task in cfg.tasks
-                for seed, target in demo_jobs(task, cfg.demos_per_task, cfg.seed * 100_000)]
-        bar = tqdm(jobs, desc="scripted demos", disable=not progress, unit="ep")
-        for n, (task, seed, target) in enumerate(bar):
-            ro = run_episode(world, task, seed, actor=None, operator=None, expert_noise=noise,
-                             variation=cfg.demo_variation, target=target)
-            ok += bool(ro.success)
-            episode_id = f"demo-{task}-{seed:07d}" + (f"-{target}" if target else "")
-            path = store.episode_path("demo", episode_id)
-            if path.exists():
-                continue
-            write_steps_bag(path, rollout_to_steps(ro, "demo", episode_id, t0 + n * 10**11))
-            bar.set_postfix(success=f"{ok}/{n + 1}")
-    store.scan()
-    return ok
+    ro = run_episode(world, task, seed, actor=None, operator=None, expert_noise=noise,
+                     variation=cfg.demo_variation, target=target)
+    if not path.exists():
+        write_steps_bag(path, rollout_to_steps(ro, "demo", path.name, t0 + n * 10**11))
+    return bool(ro.success)
+
+
+def _step_seconds(model: FlowVLA, bc_cfg: BCConfig, buffer: ChunkBuffer, batch_size: int,
+                  device: torch.device, images: torch.Tensor | None, warmup: int = 10, timed: int = 40) -> float:
+    """Wall seconds of one training step (sampling included), measured on a copy so the model is untouched."""
+    algo = ImageBC(copy.deepcopy(model), bc_cfg)
+    rng = np.random.default_rng(12345)
+    for k in range(warmup + timed):
+        if k == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+        algo.update(buffer.gather(buffer.sample_indices(batch_size, rng), images).to(device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - t) / timed
+
+
+def _demo_id(task: str, seed: int, target: str | None) -> str:
+    return f"demo-{task}-{seed:07d}" + (f"-{target}" if target else "")
 
 
 def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress: bool = True) -> Path:
@@ -138,24 +192,32 @@ def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress
         qpos_mean=tuple(float(x) for x in qpos.mean(0)),
         qpos_std=tuple(float(x) for x in np.maximum(qpos.std(0), 1e-2)),
     )
-    model = FlowVLA(pcfg)
+    device = torch.device(cfg.device)
+    model = FlowVLA(pcfg).to(device)
     buffer = ChunkBuffer(pcfg)
     for e in good:
         buffer.add_episode(e)
-    algo = ImageBC(model, BCConfig(lr=cfg.lr, augment_pad=cfg.augment_pad))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(algo.opt, T_max=cfg.steps, eta_min=cfg.lr * 0.1)
+    bc_cfg = BCConfig(lr=cfg.lr, augment_pad=cfg.augment_pad)
+    images = buffer.images_on(device) if device.type != "cpu" else None
+    steps = cfg.steps
+    if cfg.time_budget_s is not None:
+        step_s = _step_seconds(model, bc_cfg, buffer, cfg.batch_size, device, images)
+        steps = max(1, int(cfg.time_budget_s / step_s))
+        log.info("%.2f ms per step: %d steps fit %.0f s", step_s * 1e3, steps, cfg.time_budget_s)
+    algo = ImageBC(model, bc_cfg)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(algo.opt, T_max=steps, eta_min=cfg.lr * 0.1)
     rng = np.random.default_rng(cfg.seed)
     losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc="pretrain (flow matching)", disable=not progress, unit="step")
+    bar = tqdm(range(steps), desc="pretrain (flow matching)", disable=not progress, unit="step")
     for _ in bar:
-        stats = algo.update(buffer.gather(buffer.sample_indices(cfg.batch_size, rng)))
+        stats = algo.update(buffer.gather(buffer.sample_indices(cfg.batch_size, rng), images).to(device))
         sched.step()
         losses.append(stats["loss/actor"])
         if len(losses) % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     path = save_checkpoint(
-        store.root / "policies", model, 0,
-        extra={"parent": None, "algo": "pretrain", "demos": len(good), "steps": cfg.steps,
+        store.root / "policies", model.cpu(), 0,
+        extra={"parent": None, "algo": "pretrain", "demos": len(good), "steps": steps,
                "final_loss": float(np.mean(losses[-50:])), "pretrain_config": dataclasses.asdict(cfg)},
     )
     log.info("pretrained v0 on %d demos (%d steps): %s", len(good), len(buffer), path)

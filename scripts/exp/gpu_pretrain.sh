@@ -1,0 +1,18 @@
+#!/bin/bash
+# Device-machine wrapper of gpu_pretrain.py: unpack the carried EGL libraries (.gl) and Python 3.12 wheels (.whl),
+# as the device README describes, then run it on the GPU.
+# Usage: gpu_pretrain.sh DEMOS_PER_TASK BUDGET_S WORKERS BATCHES (row 41: 72 270 14 128,256; row 42: 72 260 14 256)
+set -u
+for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || exit 1
+export PYTHONPATH=/tmp/site:src MUJOCO_GL=egl PYTHONUNBUFFERED=1
+v=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f $v ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$v
+nvidia-smi -L; nproc
+python3 -c "import torch, mujoco; print('torch', torch.__version__, torch.cuda.is_available(), 'mujoco', mujoco.__version__)" \
+  || exit 2
+python3 scripts/exp/gpu_pretrain.py /tmp/gp "$1" "$2" cuda "$3" "$4" 2> >(tee $OUT/stderr.log | tail -c 3000 >&2)
+rc=$?
+cp -r /tmp/gp/b[0-9]* "$OUT"/ 2>/dev/null
+exit $rc
