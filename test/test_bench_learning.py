@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+
+import pytest
 
 
 def test_one_round_of_a_small_policy_at_a_chosen_variation(tmp_path, monkeypatch):
@@ -50,3 +53,21 @@ def test_horizon_panels_follow_the_task_registry(tmp_path):
     ev = {t: {"successes": 1, "episodes": 4} for t in tasks}
     plot_curves({"bc": [{"robot_s": 0.0, "eval": ev}, {"robot_s": 60.0, "eval": ev}]}, tasks, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_resume_refuses_partial_results_of_another_configuration(tmp_path):
+    """A working directory resumes only the run it holds; --fresh (resume=False) starts a new one there."""
+    from lwd.app.bench import BenchConfig, _check_resume
+
+    cfg = BenchConfig(out=tmp_path, tasks=("pick_place",), rounds=2)
+    _check_resume(cfg, tmp_path)  # a new directory
+    (tmp_path / "v0_eval.json").write_text("{}")
+    _check_resume(dataclasses.replace(cfg, workers=1), tmp_path)  # how it runs is not what it measures
+    with pytest.raises(ValueError, match="tasks"):
+        _check_resume(dataclasses.replace(cfg, tasks=("pick_place", "restock3")), tmp_path)
+    _check_resume(dataclasses.replace(cfg, rounds=3, resume=False), tmp_path)
+    with pytest.raises(ValueError, match="rounds"):
+        _check_resume(cfg, tmp_path)
+    (tmp_path / "bench_config.json").unlink()  # a run from before the key was written
+    with pytest.raises(ValueError, match="predates"):
+        _check_resume(cfg, tmp_path)

@@ -253,6 +253,29 @@ def _git_commit() -> str | None:
         return None
 
 
+_RUN_ONLY = ("out", "results", "workers", "resume")  # fields that do not change what a run measures
+
+
+def _run_key(cfg: BenchConfig) -> dict:
+    return {f.name: str(v) if isinstance(v := getattr(cfg, f.name), Path) else (list(v) if isinstance(v, tuple) else v)
+            for f in fields(cfg) if f.name not in _RUN_ONLY}
+
+
+def _check_resume(cfg: BenchConfig, out: Path) -> None:
+    """Resume only the run that ``out`` holds: partial results of another configuration would be mixed into this
+    one's (a v0 evaluated on other tasks, rows of other budgets). ``out/bench_config.json`` names the run."""
+    key_path = out / "bench_config.json"
+    key = _run_key(cfg)
+    if cfg.resume and (out / "v0_eval.json").exists():
+        old = json.loads(key_path.read_text()) if key_path.exists() else None
+        if old != key:
+            diff = sorted(k for k in key if old is None or old.get(k) != key[k])
+            raise ValueError(f"{out} holds a bench run of another configuration (differs in: "
+                             f"{', '.join(diff) if old else 'unknown, it predates bench_config.json'}); "
+                             "pass --fresh to discard it, or --out for a new working directory")
+    key_path.write_text(json.dumps(key, indent=1))
+
+
 def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
     import torch
 
@@ -264,6 +287,7 @@ def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
     results_dir = Path(cfg.results) if cfg.results else out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
+    _check_resume(cfg, out)
     base = _prepare_base(cfg, log)
     v0_path = out / "v0_eval.json"
     if cfg.resume and v0_path.exists():
