@@ -71,3 +71,22 @@ def test_resume_refuses_partial_results_of_another_configuration(tmp_path):
     (tmp_path / "bench_config.json").unlink()  # a run from before the key was written
     with pytest.raises(ValueError, match="predates"):
         _check_resume(cfg, tmp_path)
+
+
+def test_v0_evaluation_in_worker_processes_matches_one_process(tmp_path):
+    """The v0 evaluation spreads tasks over worker processes; chunks are deterministic, so the numbers match."""
+    import multiprocessing as mp
+
+    from lwd.app.bench import BenchConfig, _eval_v0_task
+    from lwd.rl.pretrain import PretrainConfig, pretrain
+
+    base = tmp_path / "v0"
+    tasks = ("pick_place", "place_slot")
+    pretrain(base, PretrainConfig(tasks=tasks, demos_per_task=1, steps=3, batch_size=8, image_size=32,
+                                  vision_channels=4, cond_dim=32, hidden=32), progress=False)
+    cfg = BenchConfig(out=tmp_path / "bench", tasks=tasks, eval_episodes=2, variation=0.25)
+    jobs = [(cfg, base, t) for t in tasks]
+    with mp.get_context("spawn").Pool(2) as pool:
+        parallel = pool.map(_eval_v0_task, jobs)
+    assert parallel == [_eval_v0_task(j) for j in jobs]
+    assert [list(p) for p in parallel] == [["pick_place"], ["place_slot"]]

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import textwrap
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +240,18 @@ def _last_online_rate(root: Path) -> float | None:
     return rate
 
 
+def _eval_v0_task(args) -> dict:
+    import torch
+
+    from lwd.sim.world import SimWorld
+
+    torch.set_num_threads(1)
+    cfg, base, task = args
+    model = load_checkpoint(version_dir(base / "policies", 0)).model
+    with SimWorld(image_size=model.cfg.image_size) as world:
+        return _eval(world, model, 0, replace(cfg, tasks=(task,)))
+
+
 def _worker(args) -> tuple[str, list[dict]]:
     cfg, algo, base, v0_eval = args
     return algo, run_algo(cfg, algo, base, v0_eval)
@@ -279,7 +291,6 @@ def _check_resume(cfg: BenchConfig, out: Path) -> None:
 def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
     import torch
 
-    from lwd.sim.world import SimWorld
 
     torch.set_num_threads(1)
     out = Path(cfg.out)
@@ -294,9 +305,13 @@ def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
         v0_eval = json.loads(v0_path.read_text())
     else:
         log(f"[bench] evaluating v0 on {cfg.eval_episodes} held-out seeds per task")
-        model = load_checkpoint(version_dir(base / "policies", 0)).model
-        with SimWorld(image_size=model.cfg.image_size) as world:
-            v0_eval = _eval(world, model, 0, cfg)
+        tasks = [(cfg, base, t) for t in cfg.tasks]
+        if cfg.workers > 1 and len(tasks) > 1:  # chunks are deterministic (noise 0): the same numbers as one process
+            with mp.get_context("spawn").Pool(min(cfg.workers, len(tasks))) as pool:
+                parts = pool.map(_eval_v0_task, tasks, chunksize=1)
+        else:
+            parts = [_eval_v0_task(j) for j in tasks]
+        v0_eval = {t: r for part in parts for t, r in part.items()}
         v0_path.write_text(json.dumps(v0_eval, indent=1))
     log("[bench] v0: " + ", ".join(f"{t} {x['success']:.0%} [{x['ci_low']:.0%}-{x['ci_high']:.0%}] of "
                                    f"{x['episodes']}" for t, x in v0_eval.items()))
