@@ -90,3 +90,22 @@ def test_v0_evaluation_in_worker_processes_matches_one_process(tmp_path):
         parallel = pool.map(_eval_v0_task, jobs)
     assert parallel == [_eval_v0_task(j) for j in jobs]
     assert [list(p) for p in parallel] == [["pick_place"], ["place_slot"]]
+
+
+def test_image_lr_reaches_every_algorithm_and_names_the_run(tmp_path):
+    from lwd.app.bench import BenchConfig, _check_resume, _overrides
+    from lwd.rl.algorithms import ALGORITHMS, algorithm_config
+
+    cfg = BenchConfig(out=tmp_path, image_lr=3e-4)
+    for algo in ALGORITHMS:
+        o = _overrides(cfg, algo)
+        assert o["image_lr"] == 3e-4 and algorithm_config(algo)(**o).image_lr == 3e-4
+    assert "image_lr" not in _overrides(BenchConfig(), "bc")
+    _check_resume(BenchConfig(out=tmp_path), tmp_path)
+    (tmp_path / "v0_eval.json").write_text("{}")
+    with pytest.raises(ValueError, match="image_lr"):
+        _check_resume(cfg, tmp_path)
+    key = json.loads((tmp_path / "bench_config.json").read_text())
+    del key["image_lr"]  # a run started before the field existed resumes at its default
+    (tmp_path / "bench_config.json").write_text(json.dumps(key))
+    _check_resume(BenchConfig(out=tmp_path), tmp_path)

@@ -67,6 +67,9 @@ class BenchConfig:
     smaller is an easier setting). The gate and rollout selection always run at deployment."""
     workers: int = 2
     resume: bool = True
+    image_lr: float | None = None
+    """Peak learning rate of each round's whole-VLA schedule, for every algorithm that has one (None: each
+    algorithm's default, 1e-3)."""
     takeover_terminal: bool = LearnerConfig.takeover_terminal
     """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
     critic_features: str = FleetRLConfig.critic_features
@@ -215,9 +218,13 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
 def _overrides(cfg: BenchConfig, algo: str) -> dict:
     from lwd.rl.algorithms import algorithm_config
 
-    if algorithm_config(algo) is FleetRLConfig:
-        return {"images": cfg.images, "critic_features": cfg.critic_features}
-    return {"images": cfg.images}
+    conf = algorithm_config(algo)
+    out = {"images": cfg.images}
+    if conf is FleetRLConfig:
+        out["critic_features"] = cfg.critic_features
+    if cfg.image_lr is not None:
+        out["image_lr"] = cfg.image_lr
+    return out
 
 
 def _last_gate_row(root: Path) -> dict:
@@ -280,6 +287,8 @@ def _check_resume(cfg: BenchConfig, out: Path) -> None:
     key = _run_key(cfg)
     if cfg.resume and (out / "v0_eval.json").exists():
         old = json.loads(key_path.read_text()) if key_path.exists() else None
+        if old is not None:  # fields added since that run was started count at their defaults
+            old = {**_run_key(BenchConfig()), **old}
         if old != key:
             diff = sorted(k for k in key if old is None or old.get(k) != key[k])
             raise ValueError(f"{out} holds a bench run of another configuration (differs in: "
