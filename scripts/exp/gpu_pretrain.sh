@@ -1,7 +1,11 @@
 #!/bin/bash
 # Device-machine wrapper of gpu_pretrain.py: unpack the carried EGL libraries (.gl) and Python 3.12 wheels (.whl),
 # as the device README describes, then run it on the GPU.
-# Usage: gpu_pretrain.sh DEMOS_PER_TASK BUDGET_S WORKERS BATCHES (row 41: 72 270 14 128,256; row 42: 72 260 14 256)
+# Both folders are git-ignored; fill them once here: .gl with `apt-get download libvulkan1 libegl1 libglvnd0
+# libopengl0 libgl1 libglx0 libgles2` (amd64), .whl with `pip download --no-deps --only-binary=:all: --python-version
+# 3.12 --platform manylinux...` of mujoco, mujoco-core, mujoco-studio, glfw, pyopengl, websockets, rosbags, apsw,
+# backports.zstd, lz4, ruamel.yaml, mcap, mcap-ros2-support and zstandard (the versions of .venv).
+# Usage: gpu_pretrain.sh DEMOS_PER_TASK BUDGET_S WORKERS BATCHES (the v0 of docs/learning.md row 41: 72 240 14 256)
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \

@@ -300,7 +300,6 @@ def _check_resume(cfg: BenchConfig, out: Path) -> None:
 def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
     import torch
 
-
     torch.set_num_threads(1)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
