@@ -85,11 +85,10 @@ def test_v0_evaluation_in_worker_processes_matches_one_process(tmp_path):
     pretrain(base, PretrainConfig(tasks=tasks, demos_per_task=1, steps=3, batch_size=8, image_size=32,
                                   vision_channels=4, cond_dim=32, hidden=32), progress=False)
     cfg = BenchConfig(out=tmp_path / "bench", tasks=tasks, eval_episodes=2, variation=0.25)
-    jobs = [(cfg, base, t) for t in tasks]
     with mp.get_context("spawn").Pool(2) as pool:
-        parallel = pool.map(_eval_v0_task, jobs)
-    assert parallel == [_eval_v0_task(j) for j in jobs]
+        parallel = pool.map(_eval_v0_task, [(cfg, base, (t,)) for t in tasks])
     assert [list(p) for p in parallel] == [["pick_place"], ["place_slot"]]
+    assert {t: r for p in parallel for t, r in p.items()} == _eval_v0_task((cfg, base, tasks))
 
 
 def test_image_lr_reaches_every_algorithm_and_names_the_run(tmp_path):

@@ -253,10 +253,10 @@ def _eval_v0_task(args) -> dict:
     from lwd.sim.world import SimWorld
 
     torch.set_num_threads(1)
-    cfg, base, task = args
+    cfg, base, tasks = args
     model = load_checkpoint(version_dir(base / "policies", 0)).model
     with SimWorld(image_size=model.cfg.image_size) as world:
-        return _eval(world, model, 0, replace(cfg, tasks=(task,)))
+        return _eval(world, model, 0, replace(cfg, tasks=tuple(tasks)))
 
 
 def _worker(args) -> tuple[str, list[dict]]:
@@ -313,12 +313,11 @@ def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
         v0_eval = json.loads(v0_path.read_text())
     else:
         log(f"[bench] evaluating v0 on {cfg.eval_episodes} held-out seeds per task")
-        tasks = [(cfg, base, t) for t in cfg.tasks]
-        if cfg.workers > 1 and len(tasks) > 1:  # chunks are deterministic (noise 0): the same numbers as one process
-            with mp.get_context("spawn").Pool(min(cfg.workers, len(tasks))) as pool:
-                parts = pool.map(_eval_v0_task, tasks, chunksize=1)
-        else:
-            parts = [_eval_v0_task(j) for j in tasks]
+        if cfg.workers > 1 and len(cfg.tasks) > 1:  # chunks are deterministic (noise 0): one process's numbers
+            with mp.get_context("spawn").Pool(min(cfg.workers, len(cfg.tasks))) as pool:
+                parts = pool.map(_eval_v0_task, [(cfg, base, (t,)) for t in cfg.tasks], chunksize=1)
+        else:  # one model load and one simulator for every task
+            parts = [_eval_v0_task((cfg, base, cfg.tasks))]
         v0_eval = {t: r for part in parts for t, r in part.items()}
         v0_path.write_text(json.dumps(v0_eval, indent=1))
     log("[bench] v0: " + ", ".join(f"{t} {x['success']:.0%} [{x['ci_low']:.0%}-{x['ci_high']:.0%}] of "
