@@ -425,6 +425,9 @@ def test_rollouts_choose_between_the_tilt_and_its_reference(tiny_store, tmp_path
     row = [json.loads(x) for x in (root / "learner" / "metrics.jsonl").read_text().splitlines()
            if '"round_end"' in x][-1]
     assert row["select/kept_candidate"] == float(not alternative_wins)
+    # the round end's cost is split so that selection rollouts are not read as update cost
+    parts = [row[f"perf/{k}_s"] for k in ("encode", "refit", "tilt", "select")]
+    assert all(p >= 0 for p in parts) and sum(parts) <= row["perf/round_end_s"]
     # bc has nothing to choose between: no rollouts
     bc_root = tmp_path / "bc"
     shutil.copytree(tiny_store, bc_root)

@@ -186,7 +186,11 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
             t1 = time.time()
             new = learner.poll()
             t_learn = time.time() - t1
-            gate_row = _last_gate_row(root)
+            gate_row = _last_row(root, "gate")
+            # where the round's learner time went beyond its updates (lwd: re-encoding, critic refit, tilt, and the
+            # rollouts that choose between tilt and reference)
+            round_end = {k[5:]: round(v, 1) for k, v in _last_row(root, "round_end", t1).items()
+                         if k.startswith("perf/")}
             ev = rows[-1]["eval"] if new is None else _eval(world, learner.deployed_model, learner.version, cfg)
             n = len(fleet)
             row = {
@@ -201,6 +205,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
                 "gate": {k[5:]: v for k, v in gate_row.items() if k.startswith("gate/")},
                 "diagnostics": {k: v for k, v in gate_row.items() if k.startswith(("critic/", "actor/"))},
                 "updates_per_s": _last_online_rate(root),
+                "round_end": round_end,
             }
             rows.append(row)
             rows_path.write_text(json.dumps(rows, indent=1))
@@ -227,12 +232,13 @@ def _overrides(cfg: BenchConfig, algo: str) -> dict:
     return out
 
 
-def _last_gate_row(root: Path) -> dict:
+def _last_row(root: Path, phase: str, since: float = 0.0) -> dict:
+    """The learner's last metrics row of ``phase`` logged at or after ``since`` (epoch seconds)."""
     path = root / "learner" / "metrics.jsonl"
     last: dict = {}
     for line in path.read_text().splitlines() if path.exists() else []:
         d = json.loads(line)
-        if d["phase"] == "gate":
+        if d["phase"] == phase and d["time"] >= since:
             last = d
     return last
 

@@ -19,6 +19,7 @@ deployed action experts too), so the deployed policy cannot drift through a shar
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,12 +203,17 @@ class FleetRL(Algorithm):
         cfg = self.cfg
         self.model.load_state_dict(self.ref_bc.model.state_dict())
         agg: dict[str, list[float]] = {}
+        perf: dict[str, float] = {}
         if cfg.critic_features == "reference":
+            t0 = time.perf_counter()
             self._feature_model = copy.deepcopy(self.model).eval().requires_grad_(False)
             buffer.encode_features(self._feature_model.encode, refresh=True)
+            t1 = time.perf_counter()
             for _ in range(cfg.critic_refit):
                 for k, v in self._critic_step(buffer, rng)[1].items():
                     agg.setdefault(f"refit_{k}", []).append(v)
+            perf.update({"perf/encode_s": t1 - t0, "perf/refit_s": time.perf_counter() - t1})
+        t0 = time.perf_counter()
         if self.extractor_kind == "qam":
             self.extractor.base_target.load_state_dict(self.ref_bc.model.expert.state_dict())
             self.extractor.actor_opt.state.clear()
@@ -222,7 +228,8 @@ class FleetRL(Algorithm):
             for k, v in self.extractor.update(obs, b.act, critic_obs=buffer.features(idx)).items():
                 agg.setdefault(f"actor/{k}", []).append(v)
         self.expert.eval()
-        out = {k: float(np.mean(v)) for k, v in agg.items()}
+        perf["perf/tilt_s"] = time.perf_counter() - t0
+        out = {k: float(np.mean(v)) for k, v in agg.items()} | perf
         idx = buffer.sample_indices(256, np.random.default_rng(12345))
         b = buffer.gather(idx)
         with torch.no_grad():

@@ -401,6 +401,7 @@ class Learner:
         if self._selector is None:
             self._selector = SimGate(self.cfg.tasks, self.cfg.select_episodes, 0.0, self.cfg.exec_steps,
                                      seed=self.cfg.seed)
+        t0 = time.perf_counter()
         other = copy.deepcopy(self.model).eval()
         other.expert.load_state_dict(alternative.state_dict())
         keep, ev = self._selector.decide(self.model, other, f"alternative-{self.rounds_done}-{self.total_updates}")
@@ -412,7 +413,7 @@ class Learner:
                  int(ev.get("episodes", 0)), "candidate" if keep else "alternative")
         return {"select/candidate_success": ev.get("candidate_success", float("nan")),
                 "select/alternative_success": ev.get("deployed_success", float("nan")),
-                "select/kept_candidate": float(keep)}
+                "select/kept_candidate": float(keep), "perf/select_s": time.perf_counter() - t0}
 
     def _next_version(self) -> int:
         """One above every version ever used here: published, quarantined, or recorded in state.json."""
