@@ -55,6 +55,27 @@ def test_chunk_buffer_rewards_done_and_padding():
     assert list(buf.filtered_bc_mask()[16:]) == [False, False, True, True, True, True]
 
 
+def test_fleet_fraction_sets_the_fleet_share_of_a_batch():
+    from lwd.data.schema import SOURCE_EXPERT
+
+    buf = ChunkBuffer(PolicyConfig(image_size=8, horizon=4))
+    buf.add_episode(_episode(90, success=True, source=[SOURCE_EXPERT] * 90))  # demos: 90% of the steps
+    buf.add_episode(_episode(10, success=True, source=[0] * 6 + [1] * 4))
+    rng = np.random.default_rng(0)
+    fleet = lambda idx: float((buf.source[idx] != SOURCE_EXPERT).mean())  # noqa: E731
+    assert fleet(buf.sample_indices(4000, rng)) < 0.15  # all steps alike
+    buf.fleet_fraction = 0.5
+    assert fleet(buf.sample_indices(4000, rng)) == 0.5
+    mask = buf.filtered_bc_mask() & (np.arange(len(buf)) != 97)  # narrows both pools
+    idx = buf.sample_indices(4000, rng, mask)
+    assert fleet(idx) == 0.5 and mask[idx].all() and 97 not in idx
+    assert len(np.unique(idx[buf.source[idx] != SOURCE_EXPERT])) == 3  # operator steps 96, 98, 99
+    only_demos = buf.source == SOURCE_EXPERT  # nothing to mix (pretrain_more's mask): uniform over the pool
+    assert fleet(buf.sample_indices(100, rng, only_demos)) == 0.0
+    with pytest.raises(ValueError, match="fleet_fraction"):
+        LearnerConfig(fleet_fraction=1.0)
+
+
 def test_gather_from_a_device_copy_of_the_images_matches_host_gather():
     buf = ChunkBuffer(PolicyConfig(image_size=8, horizon=4))
     buf.add_episode(_episode(10, success=True))

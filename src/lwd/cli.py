@@ -45,7 +45,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         pretrained=Path(a.pretrained) if a.pretrained else None, demos_per_task=a.demos,
         pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes, variation=a.variation,
         resume=False if a.fresh else None, images=a.images,
-        takeover_terminal=a.takeover_terminal, critic_features=a.critic_features, image_lr=a.image_lr)
+        takeover_terminal=a.takeover_terminal, critic_features=a.critic_features, image_lr=a.image_lr,
+        fleet_fraction=a.fleet_fraction)
     run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
     return 0
 
@@ -238,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the default); --no-takeover-terminal: the paper's episode success")
     c.add_argument("--image-lr", type=float, default=None,
                    help="peak learning rate of each round's whole-VLA schedule (default: the algorithms', 1e-3)")
+    c.add_argument("--fleet-fraction", type=float, default=None,
+                   help="share of every training batch drawn from fleet steps (default 0: all steps alike)")
     c.set_defaults(fn=_cmd_bench)
     c = what.add_parser("chunking", help="chunk execution modes under injected inference delay (in-process)")
     c.add_argument("--store", required=True, help="store holding policies/v<N>")

@@ -70,6 +70,8 @@ class BenchConfig:
     image_lr: float | None = None
     """Peak learning rate of each round's whole-VLA schedule, for every algorithm that has one (None: each
     algorithm's default, 1e-3)."""
+    fleet_fraction: float = LearnerConfig.fleet_fraction
+    """Share of every training batch drawn from fleet steps (LearnerConfig.fleet_fraction; 0 = all steps alike)."""
     takeover_terminal: bool = LearnerConfig.takeover_terminal
     """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
     critic_features: str = FleetRLConfig.critic_features
@@ -157,7 +159,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
         algo=algo, min_new_episodes=cfg.episodes_per_round, updates_per_round=cfg.updates_per_round,
         offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
         tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed, takeover_terminal=cfg.takeover_terminal,
-        algo_overrides=_overrides(cfg, algo)))
+        fleet_fraction=cfg.fleet_fraction, algo_overrides=_overrides(cfg, algo)))
     from lwd.policy.inference import VLAPolicy
 
     t_algo = time.time()

@@ -73,6 +73,9 @@ class ChunkBuffer:
         self.episode_ids: list[str] = []
         self._feat: np.ndarray | None = None  # cached encoder features of the first len(_feat) steps
         self._masks: dict[str, np.ndarray] = {}
+        self.fleet_fraction = 0.0
+        """Share of each sampled batch drawn from fleet steps (policy and operator) when the eligible steps hold
+        both fleet and demonstration steps; 0 = every eligible step equally likely."""
 
     def add_episode(self, steps, episode_id: str | None = None) -> int:
         """Add an :class:`lwd.data.schema.EpisodeSteps`-like object; returns the number of steps added."""
@@ -209,9 +212,19 @@ class ChunkBuffer:
     def sample_indices(self, batch_size: int, rng: np.random.Generator, mask: np.ndarray | None = None) -> np.ndarray:
         self._build()
         pool = np.flatnonzero(mask) if mask is not None else None
+        if pool is not None and len(pool) == 0:
+            raise ValueError("no steps match the sampling mask")
+        if self.fleet_fraction > 0:
+            # Without it, a few fleet episodes among hundreds of demos are a small share of every batch.
+            demo = (self._source if pool is None else self._source[pool]) == SOURCE_EXPERT
+            n_demo = int(demo.sum())
+            if 0 < n_demo < len(demo):
+                steps = np.arange(len(self._episode)) if pool is None else pool
+                k = int(round(batch_size * self.fleet_fraction))
+                fleet, demos = steps[~demo], steps[demo]
+                return np.concatenate([fleet[rng.integers(0, len(fleet), k)],
+                                       demos[rng.integers(0, len(demos), batch_size - k)]])
         if pool is not None:
-            if len(pool) == 0:
-                raise ValueError("no steps match the sampling mask")
             return pool[rng.integers(0, len(pool), batch_size)]
         return rng.integers(0, len(self._episode), batch_size)
 

@@ -77,6 +77,9 @@ class LearnerConfig:
     success, where a success reached with the operator's help counts for the policy's chunks before the takeover
     too. With the operator rescuing ~82% of episodes that critic could not tell good from bad (held-out AUC 0.50 vs
     0.62: docs/learning.md rows 24, 25)."""
+    fleet_fraction: float = 0.0
+    """Share of every training batch (critic, BC, actor) drawn from fleet steps while demonstrations are in the
+    buffer too; 0 = every step equally likely, so 10 fleet episodes per task are a small share beside 72 demos."""
     gate: str = "sim"
     """Promotion gate: 'sim' (rollouts of candidate vs deployed on gate seeds) or 'none' (publish every round)."""
     gate_episodes: int = 10
@@ -105,6 +108,8 @@ class LearnerConfig:
             raise ValueError("min_new_episodes and updates_per_round must be >= 1")
         if self.offline_updates < 0 or self.background_updates < 0 or self.select_episodes < 0:
             raise ValueError("offline_updates, background_updates and select_episodes must be >= 0")
+        if not 0.0 <= self.fleet_fraction < 1.0:
+            raise ValueError(f"fleet_fraction must be in [0, 1), got {self.fleet_fraction}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.gate not in ("sim", "none"):
@@ -166,6 +171,7 @@ class Learner:
         self.deployed_model = load_checkpoint(version_dir(self.policies, v)).model.eval()
         mc = self.model.cfg
         self.buffer = ChunkBuffer(mc, gamma=cfg.gamma, takeover_terminal=cfg.takeover_terminal)
+        self.buffer.fleet_fraction = cfg.fleet_fraction
         self.algo = make_algorithm(cfg.algo, self.model.expert, mc.cond_dim, mc.action_dim, cfg.algo_overrides,
                                    model=self.model)
         # The feature cache: the deployed VLA's frozen encoder, or, when the algorithm trains the encoder, a frozen
