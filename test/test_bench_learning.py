@@ -91,6 +91,28 @@ def test_v0_evaluation_in_worker_processes_matches_one_process(tmp_path):
     assert {t: r for p in parallel for t, r in p.items()} == _eval_v0_task((cfg, base, tasks))
 
 
+def test_one_algorithm_runs_its_rollouts_in_the_workers_with_the_same_numbers(tmp_path):
+    """One algorithm with 2 workers: fleet episodes and evaluations run in worker processes from the version's
+    checkpoint; the bags, the learner and so every number match the serial run."""
+    from lwd.app.bench import BenchConfig, run_bench
+    from lwd.rl.pretrain import PretrainConfig, pretrain
+
+    base = tmp_path / "v0"
+    tasks = ("pick_place", "place_slot")
+    pretrain(base, PretrainConfig(tasks=tasks, demos_per_task=1, steps=3, batch_size=8, image_size=32,
+                                  vision_channels=4, cond_dim=32, hidden=32), progress=False)
+    rows = {}
+    for workers in (1, 2):
+        summary = run_bench(BenchConfig(
+            out=tmp_path / f"w{workers}", algos=("bc",), rounds=1, episodes_per_round=3, updates_per_round=2,
+            offline_updates=0, eval_episodes=3, tasks=tasks, pretrained=base, gate="none", variation=0.25,
+            workers=workers), log=lambda *_: None)
+        rows[workers] = summary["results"]["bc"]
+    keys = ("eval", "fleet", "robot_s", "learner_updates", "version")
+    assert [{k: r.get(k) for k in keys} for r in rows[2]] == [{k: r.get(k) for k in keys} for r in rows[1]]
+    assert rows[2][1]["eval"]["pick_place"]["episodes"] == 3 and rows[2][1]["fleet"]["episodes"] == 3
+
+
 def test_image_lr_reaches_every_algorithm_and_names_the_run(tmp_path):
     from lwd.app.bench import BenchConfig, _check_resume, _overrides
     from lwd.rl.algorithms import ALGORITHMS, algorithm_config

@@ -6,8 +6,9 @@ version on E fleet episodes (same seeds for every algorithm; the scripted operat
 round's updates, gates and publishes. After every round the deployed version is evaluated autonomously (no operator)
 on fixed held-out seeds never used for training or gating, with 95% Wilson intervals.
 
-Algorithms run in parallel worker processes (one algorithm per worker); results are saved after every round, so an
-interrupted run resumes where it stopped (``--resume``, the default).
+Algorithms run in parallel worker processes (one algorithm per worker); a single algorithm's fleet episodes and
+evaluations run in the worker processes instead (the same numbers: noise-free chunks, per-episode seeds). Results
+are saved after every round, so an interrupted run resumes where it stopped (``--resume``, the default).
 """
 
 from __future__ import annotations
@@ -128,8 +129,9 @@ def _algo_paths(cfg: BenchConfig, algo: str) -> tuple[Path, Path]:
     return d / "store", d / "rows.json"
 
 
-def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dict]:
-    """All rounds of one algorithm (resumable); returns one row per measured version."""
+def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) -> list[dict]:
+    """All rounds of one algorithm (resumable); returns one row per measured version. With ``pool`` (worker
+    processes), its fleet episodes and evaluations run there, each from the version's checkpoint."""
     import torch
 
     from lwd.data.bag import write_steps_bag
@@ -174,12 +176,17 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
             t0 = time.time()
             v = learner.version
             policy = VLAPolicy(learner.deployed_model, v, seed=cfg.seed + 1 + r, exec_steps=cfg.exec_steps)
+            jobs = [(cfg.tasks[i % len(cfg.tasks)], FLEET_SEED0 + 1000 * r + i)  # identical across algorithms
+                    for i in range(cfg.episodes_per_round)]
+            if pool is not None:
+                ckpt = str(version_dir(root / "policies", v))
+                done = pool.imap(_fleet_job, [(ckpt, cfg, task, seed, cfg.seed + 1 + r) for task, seed in jobs])
+            else:
+                done = ((deploy_episode(world, policy, task, seed, operator, variation=cfg.variation), world.time)
+                        for task, seed in jobs)
             fleet = []
-            for i in range(cfg.episodes_per_round):
-                task = cfg.tasks[i % len(cfg.tasks)]
-                seed = FLEET_SEED0 + 1000 * r + i  # identical across algorithms
-                ro = deploy_episode(world, policy, task, seed, operator, variation=cfg.variation)
-                robot_s += world.time
+            for i, (ro, sim_s) in enumerate(done):
+                robot_s += sim_s
                 fleet.append(ro)
                 eid = f"bench-r{r}-{i:03d}"
                 write_steps_bag(store.episode_path("bench", eid),
@@ -193,7 +200,12 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict) -> list[dic
             # rollouts that choose between tilt and reference)
             round_end = {k[5:]: round(v, 1) for k, v in _last_row(root, "round_end", t1).items()
                          if k.startswith("perf/")}
-            ev = rows[-1]["eval"] if new is None else _eval(world, learner.deployed_model, learner.version, cfg)
+            if new is None:
+                ev = rows[-1]["eval"]
+            elif pool is not None:
+                ev = _pool_eval(pool, version_dir(root / "policies", learner.version), cfg)
+            else:
+                ev = _eval(world, learner.deployed_model, learner.version, cfg)
             n = len(fleet)
             row = {
                 "algo": algo, "round": r + 1, "version": learner.version, "published": new,
@@ -267,6 +279,76 @@ def _eval_v0_task(args) -> dict:
         return _eval(world, model, 0, replace(cfg, tasks=tuple(tasks)))
 
 
+_ROLLOUT: dict = {}
+"""A rollout worker's simulator, operator and the last policy it loaded (kept across jobs)."""
+
+
+def _rollout_state(ckpt: str) -> dict:
+    import torch
+
+    from lwd.sim.world import SimWorld
+
+    torch.set_num_threads(1)
+    st = _ROLLOUT
+    if st.get("ckpt") != ckpt:
+        c = load_checkpoint(Path(ckpt))
+        st.update(ckpt=ckpt, model=c.model, version=c.version)
+    size = st["model"].cfg.image_size
+    if st.get("size") != size:
+        if "world" in st:
+            st["world"].close()
+        st["world"] = SimWorld(image_size=size)
+        st["size"] = size
+        st.pop("operator", None)
+    return st
+
+
+def _fleet_job(args):
+    """One fleet episode of the policy at ``ckpt``, with the scripted operator; (rollout, simulated seconds)."""
+    from lwd.policy.inference import VLAPolicy
+    from lwd.sim.expert import ScriptedExpert
+    from lwd.sim.operator import ScriptedOperator
+
+    ckpt, cfg, task, seed, policy_seed = args
+    st = _rollout_state(ckpt)
+    world = st["world"]
+    if st.get("operator") is None:
+        st["operator"] = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed))
+    policy = VLAPolicy(st["model"], st["version"], seed=policy_seed, exec_steps=cfg.exec_steps)
+    ro = deploy_episode(world, policy, task, seed, st["operator"], variation=cfg.variation)
+    return ro, world.time
+
+
+def _eval_job(args) -> dict:
+    """Autonomous evaluation of the policy at ``ckpt`` on evaluation seeds ``start .. start + n - 1`` of ``task``."""
+    from lwd.policy.inference import VLAPolicy
+    from lwd.sim.evaluate import EVAL_SEED0, evaluate
+
+    ckpt, cfg, task, start, n = args
+    st = _rollout_state(ckpt)
+    policy = VLAPolicy(st["model"], st["version"], seed=cfg.seed, exec_steps=cfg.exec_steps)
+    r = evaluate(st["world"], policy, (task,), n, seed0=EVAL_SEED0 + start, variation=cfg.variation)[task]
+    return {"task": task, "successes": r.successes, "episodes": r.episodes, "robot_s": r.robot_s,
+            "progress_sum": r.progress * r.episodes}
+
+
+def _pool_eval(pool, ckpt: Path, cfg: BenchConfig) -> dict:
+    """:func:`_eval` with each task's seeds split into contiguous blocks over ``pool``; the same numbers."""
+    from lwd.sim.evaluate import TaskResult
+
+    n, k = cfg.eval_episodes, max(1, pool._processes)  # noqa: SLF001 (multiprocessing exposes no public size)
+    blocks = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+    parts = pool.map(_eval_job, [(str(ckpt), cfg, t, a, b - a) for t in cfg.tasks for a, b in blocks if b > a],
+                     chunksize=1)
+    out = {}
+    for t in cfg.tasks:
+        mine = [p for p in parts if p["task"] == t]
+        eps = sum(p["episodes"] for p in mine)
+        out[t] = TaskResult(t, sum(p["successes"] for p in mine), eps, sum(p["robot_s"] for p in mine),
+                            sum(p["progress_sum"] for p in mine) / max(1, eps)).to_dict()
+    return out
+
+
 def _worker(args) -> tuple[str, list[dict]]:
     cfg, algo, base, v0_eval = args
     return algo, run_algo(cfg, algo, base, v0_eval)
@@ -333,7 +415,10 @@ def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
     jobs = [(cfg, algo, base, v0_eval) for algo in cfg.algos]
     log(f"[bench] {len(jobs)} algorithms x {cfg.rounds} rounds x {cfg.episodes_per_round} fleet episodes, "
         f"{cfg.updates_per_round} updates/round, {cfg.workers} worker(s)")
-    if cfg.workers > 1:
+    if cfg.workers > 1 and len(jobs) == 1:  # one algorithm: the workers run its fleet episodes and evaluations
+        with mp.get_context("spawn").Pool(cfg.workers) as pool:
+            results = {cfg.algos[0]: run_algo(cfg, cfg.algos[0], base, v0_eval, pool)}
+    elif cfg.workers > 1:
         with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
             results = dict(pool.imap_unordered(_worker, jobs))
     else:
