@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="item pose spread of fleet and evaluation scenes (default 1.0 = deployment)")
     c.add_argument("--demos", type=int, default=None, help="demos per task when pretraining v0")
     c.add_argument("--pretrain-steps", type=int, default=None)
-    c.add_argument("--workers", type=int, default=None, help="parallel worker processes (one algorithm each)")
+    c.add_argument("--workers", type=int, default=None,
+                   help="parallel worker processes (one algorithm each; with one algorithm, its rollouts)")
     c.add_argument("--seed", type=int, default=None)
     c.add_argument("--pretrained", default=None, help="store holding v0 and its demos (default: pretrain one)")
     c.add_argument("--out", default=None, help="working directory (default runs/bench)")
