@@ -88,3 +88,26 @@ def test_success_false_at_reset(world: SimWorld) -> None:
             assert not world.success()
             assert world.progress() == 0
             assert world.num_subgoals == TASKS[task].num_subgoals
+
+
+def test_unstable_physics_marks_the_episode_failed(world: SimWorld, monkeypatch) -> None:
+    """MuJoCo resets the state when it meets NaN/huge values: such an episode is no evidence, never a success."""
+    from lwd.sim.expert import ScriptedExpert
+    from lwd.sim.rollout import run_episode
+
+    expert = ScriptedExpert(world, noise=0.0, seed=0)
+    assert run_episode(world, "pick_place", 3, actor=expert).success and not world.unstable
+    apply, calls = world.apply, []
+
+    def blow_up(target, *a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            world.data.qvel[:] = 1e30
+        apply(target, *a, **k)
+
+    monkeypatch.setattr(world, "apply", blow_up)
+    ro = run_episode(world, "pick_place", 3, actor=expert)
+    assert world.unstable and not ro.success
+    monkeypatch.undo()
+    world.reset("pick_place", 3)
+    assert not world.unstable

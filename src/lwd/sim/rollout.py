@@ -147,7 +147,8 @@ def run_episode(
             steps_to_success = step + 1
         if steps_to_success is not None and step + 1 >= steps_to_success + SETTLE_STEPS:
             break
-    success = steps_to_success is not None  # sparse reward: success was detected (then settled a few steps)
+    # sparse reward: success was detected (then settled a few steps) in physics that never blew up
+    success = steps_to_success is not None and not world.unstable
     return EpisodeRollout(
         images=np.stack(images).astype(np.uint8),
         qpos=np.stack(qposs).astype(np.float32),

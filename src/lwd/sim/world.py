@@ -13,6 +13,7 @@ values are finger positions in metres (0 = closed, ``GRIPPER_OPEN`` = open), the
 
 from __future__ import annotations
 
+import logging
 import math
 from types import TracebackType
 
@@ -22,6 +23,9 @@ import numpy as np
 from lwd.robot import ARMS, CONTROL_DT, JOINT_NAMES, N_JOINTS
 from lwd.sim.gl import log_choice_once
 from lwd.sim.tasks import CATALOGUE, ITEM_NAMES, ITEMS, Goal, ItemSpec, TaskSpec, get_task
+
+_log = logging.getLogger("lwd.sim.world")
+_UNSTABLE = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
 
 __all__ = [
     "N_JOINTS",
@@ -435,6 +439,8 @@ class SimWorld:
         rng = scene_rng(seed)
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
+        self.unstable = False
+        """MuJoCo found NaN/huge positions, velocities or accelerations and reset the state since ``reset``."""
         self.held_log: dict[str, list[str]] = {}
         self._prev_holders: dict[str, tuple[str, ...]] = {}
         self.start_pose: dict[str, np.ndarray] = {}
@@ -555,6 +561,11 @@ class SimWorld:
         self.data.ctrl[self.act_ids] = np.clip(tgt, self.joint_low, self.joint_high)
         n = max(1, round(duration / self.model.opt.timestep))
         mujoco.mj_step(self.model, self.data, nstep=n)
+        if not self.unstable and any(self.data.warning[w].number for w in _UNSTABLE):
+            # MuJoCo has reset the state mid-episode: what follows is not the episode's physics
+            self.unstable = True
+            _log.warning("simulation unstable in %s seed %d at t=%.2f s: the episode counts as failed",
+                        self.task.name, self.seed, self.time)
         if self.scene != "base":
             self._track()
 
