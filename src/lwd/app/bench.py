@@ -218,7 +218,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
                 "wall_s": round(rows[-1]["wall_s"] + time.time() - t0, 1),
                 "gate": {k[5:]: v for k, v in gate_row.items() if k.startswith("gate/")},
                 "diagnostics": {k: v for k, v in gate_row.items() if k.startswith(("critic/", "actor/"))},
-                "updates_per_s": _last_online_rate(root),
+                "updates_per_s": _last_row(root, "online").get("perf/updates_per_s"),
                 "round_end": round_end,
             }
             rows.append(row)
@@ -255,16 +255,6 @@ def _last_row(root: Path, phase: str, since: float = 0.0) -> dict:
         if d["phase"] == phase and d["time"] >= since:
             last = d
     return last
-
-
-def _last_online_rate(root: Path) -> float | None:
-    rate = None
-    path = root / "learner" / "metrics.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        d = json.loads(line)
-        if d["phase"] == "online":
-            rate = d.get("perf/updates_per_s")
-    return rate
 
 
 def _eval_v0_task(args) -> dict:
