@@ -1,93 +1,41 @@
 """EXP: can one learner round on recorded fleet bags raise held-out success, fast, for a small policy in an easy
-setting? (the issue's learning regression test). Pretrains a small v0 on few demos, measures it, records a round of
-operator-corrected fleet episodes as bags, runs one Learner round, measures again; prints timings.
-Usage: tiny_loop.py OUT [key=value ...]   (keys: see CFG below)"""
+setting? (the issue's learning regression test; lwd.app.learning_check runs it). Pretrains a small v0, measures it,
+records a round of operator-corrected fleet episodes as bags, runs one Learner round, measures again.
+Usage: tiny_loop.py OUT [key=value ...]   (keys: CFG below, or any lwd.app.learning_check.CheckConfig field)
+
+Rows 38 and 40 of docs/learning.md ran this script's defaults at dd058f8 (target drawn per seed, whole-VLA learner);
+row 47 runs lwd.app.learning_check's defaults (CheckConfig: defect=1 target=can images=0 updates=10000 ...)."""
+import dataclasses
 import json
 import sys
-import time
-from pathlib import Path
 
-import torch
+from lwd.app.learning_check import CheckConfig, run_check
 
-CFG = dict(demos=6, variation=0.0, steps=1500, image=32, channels=8, hidden=128, cond=128, fleet=30,
-           updates=1500, algo="bc", evals=40, seed=0, task="pick_place", images=1, lr=1e-3, defect=0, warmup=0)
+ALIAS = dict(steps="pretrain_steps", image="image_size", channels="vision_channels", cond="cond_dim",
+             fleet="fleet_episodes", evals="eval_episodes", warmup="image_warmup", pseed="pretrain_seed")
+# dd058f8's defaults (rows 38, 40); `check=1` starts from CheckConfig's instead
+CFG = dict(demos=6, variation=0.0, pretrain_steps=1500, image_size=32, vision_channels=8, hidden=128, cond_dim=128,
+           fleet_episodes=30, updates=1500, algo="bc", eval_episodes=40, seed=0, task="pick_place", images=True,
+           lr=1e-3, defect=False, image_warmup=0, target=None, pretrain_seed=-1)
 
 
 def main():
-    out = Path(sys.argv[1])
-    cfg = dict(CFG)
-    for a in sys.argv[2:]:
-        k, v = a.split("=")
-        cfg[k] = type(CFG[k])(v)
-    torch.set_num_threads(1)
-    import lwd.rl.pretrain as pre
-    from lwd.data.bag import write_steps_bag
-    from lwd.data.store import ExperienceStore
-    from lwd.policy.inference import VLAPolicy
-    from lwd.rl.learner import Learner, LearnerConfig
-    from lwd.sim.evaluate import EVAL_SEED0, FLEET_SEED0, evaluate
-    from lwd.sim.expert import ScriptedExpert
-    from lwd.sim.operator import ScriptedOperator
-    from lwd.sim.rollout import run_episode
-    from lwd.sim.world import SimWorld
-
-    if cfg["defect"]:  # demos whose gripper targets never close: v0 never grasps, the operator's corrections do
-        import numpy as np
-
-        from lwd.sim.world import GRIPPER_OPEN
-        orig = pre.rollout_to_steps
-
-        def opened(ro, *a, **k):
-            if k.get("source", "demo") == "demo":
-                ro.actions = np.array(ro.actions, copy=True)
-                ro.actions[:, [6, 13]] = GRIPPER_OPEN
-            return orig(ro, *a, **k)
-        pre.rollout_to_steps = opened
-    t = time.time()
-    pre.pretrain(out, pre.PretrainConfig(tasks=(cfg["task"],), demos_per_task=cfg["demos"],
-                                         demo_variation=cfg["variation"], steps=cfg["steps"],
-                                         image_size=cfg["image"], seed=cfg["seed"], lr=cfg["lr"],
-                                         vision_channels=cfg["channels"], hidden=cfg["hidden"],
-                                         cond_dim=cfg["cond"]), progress=False)
-    t_pre = time.time() - t
-    store = ExperienceStore(out)
-    store.scan()
-    learner = Learner(store, LearnerConfig(algo=cfg["algo"], min_new_episodes=cfg["fleet"],
-                                           updates_per_round=cfg["updates"], offline_updates=0, background_updates=0,
-                                           gate="none", select_episodes=0, tasks=(cfg["task"],), seed=cfg["seed"],
-                                           algo_overrides={"images": bool(cfg["images"]),
-                                                           "image_warmup": cfg["warmup"]}))
-    res = {"cfg": cfg, "pretrain_s": round(t_pre, 1)}
-    with SimWorld(image_size=cfg["image"]) as world:
-        def ev(tag):
-            t = time.time()
-            r = evaluate(world, VLAPolicy(learner.deployed_model, 0, seed=0, exec_steps=5), [cfg["task"]],
-                         cfg["evals"], variation=cfg["variation"])[cfg["task"]]
-            res[tag] = f"{r.successes}/{r.episodes}"
-            res[tag + "_s"] = round(time.time() - t, 1)
-            print(tag, res[tag], flush=True)
-
-        ev("v0")
-        op = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg["seed"]))
-        policy = VLAPolicy(learner.deployed_model, 0, seed=1, exec_steps=5)
-        t = time.time()
-        ok = iv = 0
-        for i in range(cfg["fleet"]):
-            ro = run_episode(world, cfg["task"], FLEET_SEED0 + i, actor=policy, operator=op,
-                             variation=cfg["variation"])
-            ok += bool(ro.success)
-            iv += ro.interventions
-            eid = f"fleet-{i:03d}"
-            write_steps_bag(store.episode_path("fleet", eid),
-                            pre.rollout_to_steps(ro, "fleet", eid, time.time_ns(), source="fleet", version=0))
-        res["fleet_s"] = round(time.time() - t, 1)
-        res["fleet_success_with_op"] = f"{ok}/{cfg['fleet']}"
-        res["interventions"] = iv
-        t = time.time()
-        learner.poll()
-        res["learn_s"] = round(time.time() - t, 1)
-        ev("v1")
-    assert EVAL_SEED0 != FLEET_SEED0
+    args = dict(a.split("=", 1) for a in sys.argv[2:])
+    base = {} if args.pop("check", "0") == "1" else dict(CFG)
+    types = {f.name: f.type for f in dataclasses.fields(CheckConfig)}
+    for k, v in args.items():
+        k = ALIAS.get(k, k)
+        if k not in types:
+            raise SystemExit(f"unknown key {k!r}")
+        if k == "target":
+            base[k] = v or None
+        elif "bool" in str(types[k]):
+            base[k] = bool(int(v))
+        else:
+            base[k] = type(getattr(CheckConfig(), k))(v)
+    if base.get("pretrain_seed", 0) < 0:  # dd058f8: one seed for v0 and the learner
+        base["pretrain_seed"] = base.get("seed", 0)
+    res = run_check(sys.argv[1], CheckConfig(**base), log=lambda m: print(m, flush=True))
     print(json.dumps(res), flush=True)
 
 
