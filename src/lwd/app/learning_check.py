@@ -10,6 +10,8 @@ their lane centres, a 32 px policy), so that a round costs about a minute of one
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +52,9 @@ class CheckConfig:
     """Pretraining learning rate."""
     eval_episodes: int = 60
     seed: int = 0
+    workers: int = 2
+    """Processes for the evaluations: v0's runs beside the fleet round and the learner, v1's seeds are split. The
+    numbers are those of one process (chunks are deterministic)."""
 
 
 def _write_demos(store, world, cfg: CheckConfig) -> None:
@@ -69,15 +74,33 @@ def _write_demos(store, world, cfg: CheckConfig) -> None:
         write_steps_bag(store.episode_path("demo", eid), rollout_to_steps(ro, "demo", eid, n * 10**11))
 
 
+def _evaluate(args) -> int:
+    """Autonomous successes of the checkpoint at ``ckpt`` on evaluation seeds ``start .. start + n - 1``."""
+    from lwd.policy.checkpoint import load_checkpoint
+    from lwd.policy.inference import VLAPolicy
+    from lwd.sim.evaluate import EVAL_SEED0
+    from lwd.sim.rollout import run_episode
+    from lwd.sim.world import SimWorld
+
+    ckpt, cfg, start, n = args
+    torch.set_num_threads(1)
+    c = load_checkpoint(Path(ckpt))
+    policy = VLAPolicy(c.model.eval(), c.version, seed=0, exec_steps=5)
+    with SimWorld(image_size=cfg.image_size) as world:
+        return sum(run_episode(world, cfg.task, EVAL_SEED0 + i, actor=policy, variation=cfg.variation,
+                               target=cfg.target).success for i in range(start, start + n))
+
+
 def run_check(out: Path | str, cfg: CheckConfig | None = None, log=None) -> dict:
     """Pretrain v0 into the store at ``out``, run one fleet round and one learner round; returns successes and
     timings (``v0``/``v1``: autonomous successes out of ``eval_episodes``)."""
     from lwd.data.bag import write_steps_bag
     from lwd.data.store import ExperienceStore
+    from lwd.policy.checkpoint import version_dir
     from lwd.policy.inference import VLAPolicy
     from lwd.rl.learner import Learner, LearnerConfig
     from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
-    from lwd.sim.evaluate import EVAL_SEED0, FLEET_SEED0
+    from lwd.sim.evaluate import FLEET_SEED0
     from lwd.sim.expert import ScriptedExpert
     from lwd.sim.operator import ScriptedOperator
     from lwd.sim.rollout import run_episode
@@ -88,7 +111,19 @@ def run_check(out: Path | str, cfg: CheckConfig | None = None, log=None) -> dict
     torch.set_num_threads(1)
     store = ExperienceStore(Path(out))
     res: dict = {"config": asdict(cfg)}
-    with SimWorld(image_size=cfg.image_size) as world:
+    t_start = time.time()
+    pool_cm = mp.get_context("spawn").Pool(cfg.workers) if cfg.workers > 1 else contextlib.nullcontext()
+    with pool_cm as pool, SimWorld(image_size=cfg.image_size) as world:
+        def evaluate(version: int, blocks: int):
+            """v<version>'s autonomous successes, as a list over seed blocks (an AsyncResult with workers)."""
+            ckpt, n = str(version_dir(store.root / "policies", version)), cfg.eval_episodes
+            jobs = [(ckpt, cfg, i * n // blocks, (i + 1) * n // blocks - i * n // blocks) for i in range(blocks)]
+            return pool.map_async(_evaluate, jobs, chunksize=1) if pool else [_evaluate(j) for j in jobs]
+
+        def record(tag: str, result) -> None:
+            res[tag] = sum(result.get() if pool else result)
+            log(f"{tag}: {res[tag]}/{cfg.eval_episodes} autonomous successes")
+
         t = time.time()
         _write_demos(store, world, cfg)
         pretrain(store.root, PretrainConfig(tasks=(cfg.task,), demos_per_task=cfg.demos,
@@ -97,21 +132,14 @@ def run_check(out: Path | str, cfg: CheckConfig | None = None, log=None) -> dict
                                             vision_channels=cfg.vision_channels, hidden=cfg.hidden,
                                             cond_dim=cfg.cond_dim), progress=False)
         res["pretrain_s"] = round(time.time() - t, 1)
+        v0 = evaluate(0, 1)  # with workers, one of them evaluates v0 while the fleet and the learner work
+        if not pool:
+            record("v0", v0)
         store.scan()
         learner = Learner(store, LearnerConfig(
             algo=cfg.algo, min_new_episodes=cfg.fleet_episodes, updates_per_round=cfg.updates, offline_updates=0,
             background_updates=0, gate="none", select_episodes=0, tasks=(cfg.task,), seed=cfg.seed,
             algo_overrides={"images": cfg.images, "image_warmup": cfg.image_warmup}))
-
-        def evaluate(tag: str) -> None:
-            t = time.time()
-            policy = VLAPolicy(learner.deployed_model, 0, seed=0, exec_steps=5)
-            res[tag] = sum(run_episode(world, cfg.task, EVAL_SEED0 + i, actor=policy, variation=cfg.variation,
-                                       target=cfg.target).success for i in range(cfg.eval_episodes))
-            res[tag + "_s"] = round(time.time() - t, 1)
-            log(f"{tag}: {res[tag]}/{cfg.eval_episodes} autonomous successes")
-
-        evaluate("v0")
         t = time.time()
         operator = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed))
         policy = VLAPolicy(learner.deployed_model, 0, seed=1, exec_steps=5)
@@ -130,5 +158,9 @@ def run_check(out: Path | str, cfg: CheckConfig | None = None, log=None) -> dict
         t = time.time()
         res["published"] = learner.poll()
         res["learn_s"] = round(time.time() - t, 1)
-        evaluate("v1")
+        if pool:
+            record("v0", v0)
+        if res["published"] is not None:
+            record("v1", evaluate(res["published"], max(1, cfg.workers)))
+    res["wall_s"] = round(time.time() - t_start, 1)
     return res
