@@ -1,0 +1,94 @@
+"""EXP: does the lwd critic pick better chunks than the flow's mode? (IDQL-style value-guided sampling)
+
+At each re-plan, N candidate chunks from the published VLA: the deterministic one (noise 0, as deployed) plus N-1
+flows from noise of scale SIGMA; the critic (learner.safetensors "critic.", trained on this VLA's own features)
+scores each, the best is executed. Paired with the plain policy on the same held-out seeds.
+
+Usage: value_select.py POLICY_DIR EPISODES "N:SIGMA[:MODE],..." [TASKS] [WORKERS]
+MODE: q (pessimistic Q, default), adv (Q - V: the same ranking), mean (ensemble mean).
+"""
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from lwd.policy.checkpoint import load_checkpoint
+from lwd.policy.inference import VLAPolicy
+from lwd.policy.model import denormalize_chunk
+from lwd.rl.divl import DIVL, DIVLConfig
+from lwd.rl.fleet_rl import FleetRLConfig
+from lwd.sim.evaluate import EVAL_SEED0, evaluate
+from lwd.sim.world import SimWorld
+
+
+def load_critic(d: Path, obs_dim: int, act_dim: int) -> DIVL:
+    c = FleetRLConfig()
+    critic = DIVL(obs_dim, act_dim, DIVLConfig(num_bins=c.num_bins, expectile=c.expectile, rho=c.rho))
+    st = load_file(str(d / "learner.safetensors"))
+    critic.load_state_dict({k[7:]: v for k, v in st.items() if k.startswith("critic.")})
+    return critic.eval()
+
+
+class SelectPolicy(VLAPolicy):
+    def __init__(self, model, critic, n, sigma, mode="q", seed=0, exec_steps=5):
+        super().__init__(model, 1, seed=seed, exec_steps=exec_steps)
+        self.critic, self.n, self.sigma, self.mode = critic, n, sigma, mode
+        self.picked_mode = 0
+        self.calls = 0
+
+    @torch.no_grad()
+    def infer(self, obs, prefix=None):
+        image = np.asarray(obs["image"], dtype=np.uint8)
+        qpos = np.asarray(obs["qpos"], dtype=np.float32)
+        cond = self.model.encode(torch.from_numpy(image[None]), torch.from_numpy(qpos[None]),
+                                 torch.from_numpy(self._tokens(obs["instruction"])[None]))
+        d = self.cfg.action_dim
+        noise = torch.randn(self.n, d, generator=self._gen) * self.sigma
+        noise[0] = 0.0
+        c = cond.expand(self.n, -1)
+        x = self.model.sample(c, noise=noise)
+        if self.mode == "mean":
+            q = self.critic.q(c, x).mean(0)
+        else:
+            q = self.critic.q_pessimistic(c, x)
+        i = int(torch.argmax(q))
+        self.calls += 1
+        self.picked_mode += int(i == 0)
+        return denormalize_chunk(x[i].numpy(), qpos, self._scale, self.cfg.n_joints)
+
+
+def run(args):
+    d, n_ep, spec, tasks, start, count = args
+    torch.set_num_threads(1)
+    ck = load_checkpoint(Path(d))
+    model = ck.model.eval()
+    with SimWorld() as w:
+        if spec == "plain":
+            pol = VLAPolicy(model, 1, seed=0, exec_steps=5)
+        else:
+            parts = spec.split(":")
+            critic = load_critic(Path(d), model.cfg.cond_dim, model.cfg.action_dim)
+            pol = SelectPolicy(model, critic, int(parts[0]), float(parts[1]), parts[2] if len(parts) > 2 else "q")
+        r = evaluate(w, pol, tasks, count, seed0=EVAL_SEED0 + start)
+    out = {t: r[t].to_dict() for t in tasks}
+    if spec != "plain":
+        out["_picked_mode"] = [pol.picked_mode, pol.calls]
+    return spec, out
+
+
+if __name__ == "__main__":
+    d, n_ep = sys.argv[1], int(sys.argv[2])
+    specs = ["plain"] + sys.argv[3].split(",")
+    tasks = sys.argv[4].split(",") if len(sys.argv) > 4 else ["pick_place"]
+    workers = int(sys.argv[5]) if len(sys.argv) > 5 else 2
+    jobs = [(d, n_ep, s, tasks, 0, n_ep) for s in specs]
+    res = {}
+    with ProcessPoolExecutor(workers) as ex:
+        for spec, out in ex.map(run, jobs):
+            res[spec] = out
+            print(spec, json.dumps(out), flush=True)
+    print(json.dumps(res))
