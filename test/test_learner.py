@@ -17,6 +17,7 @@ from lwd.policy.model import PolicyConfig
 from lwd.rl.dataset import SOURCE_POLICY, SOURCE_TELEOP, ChunkBuffer
 from lwd.rl.gate import Gate
 from lwd.rl.learner import Learner, LearnerConfig
+from lwd.rl.selection import load_scorer
 
 
 def _episode(t: int, success: bool, source=None, size: int = 8, eid: str = "e0", robot: str = "r0") -> EpisodeSteps:
@@ -375,6 +376,15 @@ def test_image_rl_tilts_the_image_trained_reference(tiny_store, tmp_path, algo, 
     assert learner.poll() == 1
     assert learner.buffer.num_encoded() == len(learner.buffer)  # fleet steps got critic features too
     assert all(torch.equal(v, frozen[k]) for k, v in learner.feature_model.state_dict().items())
+    scorer = load_scorer(root / "policies" / "v1")
+    if features == "reference":  # v1 publishes its critic, which reads v1's own features (value-guided selection)
+        idx = np.arange(4)
+        b = learner.buffer.gather(idx)
+        with torch.no_grad():
+            want_q = learner.algo.critic.q_pessimistic(learner.buffer.features(idx), b.act)
+            assert torch.allclose(scorer(learner.model.encode(b.image, b.qpos, b.tokens), b.act), want_q, atol=1e-5)
+    else:  # a critic on v0's frozen features cannot score v1's chunks
+        assert scorer is None
     if features == "reference":  # the cache now holds the deployed (= reference) encoder's features
         b = learner.buffer.gather(np.arange(4))
         with torch.no_grad():

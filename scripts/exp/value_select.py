@@ -4,8 +4,8 @@ At each re-plan, N candidate chunks from the published VLA: the deterministic on
 flows from noise of scale SIGMA; the critic (learner.safetensors "critic.", trained on this VLA's own features)
 scores each, the best is executed. Paired with the plain policy on the same held-out seeds.
 
-Usage: value_select.py POLICY_DIR EPISODES "N:SIGMA[:MODE],..." [TASKS] [WORKERS]
-MODE: q (pessimistic Q, default), adv (Q - V: the same ranking), mean (ensemble mean).
+Usage: value_select.py POLICY_DIR EPISODES "N:SIGMA[:MODE],..." [TASKS] [WORKERS] [FIRST_SEED_OFFSET]
+MODE: q (pessimistic Q, default), mean (ensemble mean), rand (the same candidates picked at random: the control).
 """
 import json
 import sys
@@ -51,7 +51,9 @@ class SelectPolicy(VLAPolicy):
         noise[0] = 0.0
         c = cond.expand(self.n, -1)
         x = self.model.sample(c, noise=noise)
-        if self.mode == "mean":
+        if self.mode == "rand":  # control: the same candidates, picked at random
+            q = torch.rand(self.n, generator=self._gen)
+        elif self.mode == "mean":
             q = self.critic.q(c, x).mean(0)
         else:
             q = self.critic.q_pessimistic(c, x)
@@ -85,10 +87,20 @@ if __name__ == "__main__":
     specs = ["plain"] + sys.argv[3].split(",")
     tasks = sys.argv[4].split(",") if len(sys.argv) > 4 else ["pick_place"]
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 2
-    jobs = [(d, n_ep, s, tasks, 0, n_ep) for s in specs]
-    res = {}
+    start = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+    block = 25  # seed blocks, so that few specs still use every worker
+    jobs = [(d, n_ep, s, tasks, b, min(block, start + n_ep - b)) for s in specs for b in range(start, start + n_ep, block)]
+    res: dict = {}
     with ProcessPoolExecutor(workers) as ex:
         for spec, out in ex.map(run, jobs):
-            res[spec] = out
-            print(spec, json.dumps(out), flush=True)
-    print(json.dumps(res))
+            acc = res.setdefault(spec, {})
+            for k, v in out.items():
+                if k == "_picked_mode":
+                    acc[k] = [a + b for a, b in zip(acc.get(k, [0, 0]), v)]
+                else:
+                    t = acc.setdefault(k, {"successes": 0, "episodes": 0})
+                    t["successes"] += v["successes"]
+                    t["episodes"] += v["episodes"]
+    for spec, acc in res.items():
+        print(spec, json.dumps(acc), flush=True)
+    print(json.dumps({"policy": d, "seeds": [start, start + n_ep], "results": res}))

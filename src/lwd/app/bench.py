@@ -77,6 +77,9 @@ class BenchConfig:
     """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
     critic_features: str = FleetRLConfig.critic_features
     """With ``images``: what the critics of lwd and its variants read (FleetRLConfig.critic_features)."""
+    select_candidates: int = 1
+    """Value-guided selection (lwd.rl.selection): a version that publishes a critic (lwd and its variants) acts by
+    the best of this many candidate chunks, in the fleet and in evaluation; 1 = off (every algorithm acts alike)."""
     images: bool = FleetRLConfig.images
     """Every algorithm trains the whole VLA on images (``images=True`` in BCConfig / FleetRLConfig) instead of its
     action expert on frozen features; critics stay on the features. The head alone did not learn this policy, the
@@ -111,11 +114,21 @@ def _prepare_base(cfg: BenchConfig, log) -> Path:
     return base
 
 
-def _eval(world, model, version: int, cfg: BenchConfig) -> dict:
+def _policy(model, version: int, seed: int, cfg: BenchConfig, ckpt: Path | None = None):
+    """The acting policy of a version; with ``select_candidates`` > 1, value-guided by the critic ``ckpt`` publishes."""
     from lwd.policy.inference import VLAPolicy
+    from lwd.rl.selection import attach_scorer
+
+    policy = VLAPolicy(model, version, seed=seed, exec_steps=cfg.exec_steps)
+    if ckpt is not None:
+        attach_scorer(policy, Path(ckpt), cfg.select_candidates)
+    return policy
+
+
+def _eval(world, model, version: int, cfg: BenchConfig, ckpt: Path | None = None) -> dict:
     from lwd.sim.evaluate import evaluate
 
-    policy = VLAPolicy(model, version, seed=cfg.seed, exec_steps=cfg.exec_steps)
+    policy = _policy(model, version, cfg.seed, cfg, ckpt)
     res = evaluate(world, policy, cfg.tasks, cfg.eval_episodes, variation=cfg.variation)
     return {t: r.to_dict() for t, r in res.items()}
 
@@ -162,8 +175,6 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
         offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
         tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed, takeover_terminal=cfg.takeover_terminal,
         fleet_fraction=cfg.fleet_fraction, algo_overrides=_overrides(cfg, algo)))
-    from lwd.policy.inference import VLAPolicy
-
     t_algo = time.time()
     robot_s = rows[-1]["robot_s"] if rows else 0.0
     with SimWorld(image_size=learner.model.cfg.image_size) as world:
@@ -175,7 +186,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
         for r in range(done_rounds, cfg.rounds):
             t0 = time.time()
             v = learner.version
-            policy = VLAPolicy(learner.deployed_model, v, seed=cfg.seed + 1 + r, exec_steps=cfg.exec_steps)
+            policy = _policy(learner.deployed_model, v, cfg.seed + 1 + r, cfg, version_dir(root / "policies", v))
             jobs = [(cfg.tasks[i % len(cfg.tasks)], FLEET_SEED0 + 1000 * r + i)  # identical across algorithms
                     for i in range(cfg.episodes_per_round)]
             if pool is not None:
@@ -205,7 +216,8 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
             elif pool is not None:
                 ev = _pool_eval(pool, version_dir(root / "policies", learner.version), cfg)
             else:
-                ev = _eval(world, learner.deployed_model, learner.version, cfg)
+                ev = _eval(world, learner.deployed_model, learner.version, cfg,
+                           version_dir(root / "policies", learner.version))
             n = len(fleet)
             row = {
                 "algo": algo, "round": r + 1, "version": learner.version, "published": new,
@@ -295,7 +307,6 @@ def _rollout_state(ckpt: str) -> dict:
 
 def _fleet_job(args):
     """One fleet episode of the policy at ``ckpt``, with the scripted operator; (rollout, simulated seconds)."""
-    from lwd.policy.inference import VLAPolicy
     from lwd.sim.expert import ScriptedExpert
     from lwd.sim.operator import ScriptedOperator
 
@@ -304,19 +315,18 @@ def _fleet_job(args):
     world = st["world"]
     if st.get("operator") is None:
         st["operator"] = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed))
-    policy = VLAPolicy(st["model"], st["version"], seed=policy_seed, exec_steps=cfg.exec_steps)
+    policy = _policy(st["model"], st["version"], policy_seed, cfg, Path(ckpt))
     ro = deploy_episode(world, policy, task, seed, st["operator"], variation=cfg.variation)
     return ro, world.time
 
 
 def _eval_job(args) -> dict:
     """Autonomous evaluation of the policy at ``ckpt`` on evaluation seeds ``start .. start + n - 1`` of ``task``."""
-    from lwd.policy.inference import VLAPolicy
     from lwd.sim.evaluate import EVAL_SEED0, evaluate
 
     ckpt, cfg, task, start, n = args
     st = _rollout_state(ckpt)
-    policy = VLAPolicy(st["model"], st["version"], seed=cfg.seed, exec_steps=cfg.exec_steps)
+    policy = _policy(st["model"], st["version"], cfg.seed, cfg, Path(ckpt))
     r = evaluate(st["world"], policy, (task,), n, seed0=EVAL_SEED0 + start, variation=cfg.variation)[task]
     return {"task": task, "successes": r.successes, "episodes": r.episodes, "robot_s": r.robot_s,
             "progress_sum": r.progress * r.episodes}

@@ -49,6 +49,7 @@ from lwd.policy.checkpoint import (
 )
 from lwd.policy.hotswap import Announcement, PolicyLoader, supersedes
 from lwd.policy.inference import VLAPolicy
+from lwd.rl.selection import attach_scorer
 from lwd.robot import CONTROL_DT, JOINT_NAMES
 
 
@@ -59,6 +60,8 @@ class VLAPolicyNode(Node):
         self.policies = self.store / "policies"  # the only place announced checkpoints are adopted from
         checkpoint = self.declare_parameter("checkpoint", "").value
         self.exec_steps = int(self.declare_parameter("exec_steps", 5).value)
+        # value-guided selection: versions that publish a critic act by the best of N candidate chunks (1 = off)
+        self.select_candidates = int(self.declare_parameter("select_candidates", 1).value)
         self.dt = float(self.declare_parameter("control_dt", CONTROL_DT).value)
         defaults = ObservationGate()
         self.gate = ObservationGate(
@@ -119,7 +122,7 @@ class VLAPolicyNode(Node):
         """The ``checkpoint`` parameter if set (the operator's choice), else the newest valid version of the store."""
         if checkpoint:
             try:
-                self.policy = VLAPolicy.from_checkpoint(load_checkpoint(Path(checkpoint)), exec_steps=self.exec_steps)
+                self.policy = self._policy(load_checkpoint(Path(checkpoint)))
             except CheckpointError as e:
                 self.diag.reject(e.reason, f"initial checkpoint {checkpoint}: {e}")
             return
@@ -131,7 +134,16 @@ class VLAPolicyNode(Node):
             self.get_logger().error(f"policy v{q.version} is corrupt ({q.reason}: {q.detail}); quarantined{by} to "
                                     f"{q.to or 'elsewhere by another process'}; falling back to an older version")
         if found.checkpoint is not None:
-            self.policy = VLAPolicy.from_checkpoint(found.checkpoint, exec_steps=self.exec_steps)
+            try:
+                self.policy = self._policy(found.checkpoint)
+            except CheckpointError as e:  # its critic is unusable: act without it rather than not at all
+                self.diag.reject(e.reason, f"policy v{found.checkpoint.version}: {e}; acting without selection")
+                self.policy = VLAPolicy.from_checkpoint(found.checkpoint, exec_steps=self.exec_steps)
+
+    def _policy(self, ckpt) -> VLAPolicy:
+        policy = VLAPolicy.from_checkpoint(ckpt, exec_steps=self.exec_steps)
+        attach_scorer(policy, ckpt.path, self.select_candidates)  # raises CheckpointError for a broken critic
+        return policy
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -201,7 +213,7 @@ class VLAPolicyNode(Node):
         if ckpt.version != ann.version:
             raise CheckpointError(f"{path}: manifest version {ckpt.version} != announced {ann.version}",
                                   "version_mismatch")
-        new = VLAPolicy.from_checkpoint(ckpt, exec_steps=self.exec_steps)
+        new = self._policy(ckpt)
         self.get_logger().info(f"policy v{ann.version} verified; swapping at the next chunk boundary")
         return new
 

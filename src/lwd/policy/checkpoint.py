@@ -42,6 +42,9 @@ log = logging.getLogger("lwd.checkpoint")
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
+LEARNER_FILE = "learner.safetensors"
+"""The learner's algorithm state at publishing (critic, reference VLA): resumes the learner; a critic there may score
+the version's chunks at deployment (lwd.rl.selection)."""
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _QUARANTINED_DIR = re.compile(r"^v(\d+)__(\d+)")
 QUARANTINE_SUBDIR = Path("quarantine") / "policies"  # relative to the store root (the parent of policies/)
@@ -114,7 +117,7 @@ def save_checkpoint(
         save_file(state, str(tmp / MODEL_FILE))
         if extra_tensors:
             save_file({k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()},
-                      str(tmp / "learner.safetensors"))
+                      str(tmp / LEARNER_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=1))
         manifest = {
             "version": version,

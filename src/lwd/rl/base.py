@@ -59,6 +59,11 @@ class Algorithm(abc.ABC):
         learner's (see FleetRLConfig.critic_features); None = the learner's frozen feature encoder."""
         return None
 
+    def scorer_spec(self) -> dict | None:
+        """Manifest entry of a critic (saved under ``critic.`` in :meth:`state_dict`) that values chunks on the
+        *published* VLA's own features, for value-guided selection at deployment (lwd.rl.selection); None = none."""
+        return None
+
     def reference(self) -> nn.Module | None:
         """The behaviour/reference field the deployed one is tilted from (QAM's base), if any."""
         return None

@@ -253,6 +253,15 @@ class FleetRL(Algorithm):
         construction; only rollouts can say whether the tilt helps)."""
         return self.ref_bc.model.expert if self.ref_bc is not None and self._tilted else None
 
+    def scorer_spec(self) -> dict | None:
+        """Only once the critic was refit on the reference VLA's features (each round's end): the published VLA
+        keeps that encoder, so the critic then reads exactly what the deployed policy encodes."""
+        if self._feature_model is None:
+            return None
+        from lwd.rl.selection import scorer_spec
+
+        return scorer_spec(self.critic_kind, self.critic)
+
     def reference(self) -> nn.Module | None:
         if self.ref_bc is not None:
             return self.ref_bc.model.expert

@@ -34,6 +34,7 @@ from torch import nn
 
 from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import (
+    LEARNER_FILE,
     fallback_report,
     latest_valid_checkpoint,
     latest_version,
@@ -181,7 +182,7 @@ class Learner:
             self.model.requires_grad_(True)
             self.feature_model = (copy.deepcopy(self.deployed_model).requires_grad_(False)
                                   if self.algo.needs_features else None)
-        extra = version_dir(self.policies, v) / "learner.safetensors"
+        extra = version_dir(self.policies, v) / LEARNER_FILE
         if extra.exists() and ckpt.manifest.get("algo") == cfg.algo:
             from safetensors.torch import load_file
 
@@ -387,7 +388,8 @@ class Learner:
             self.policies, self.model, new,
             extra={"parent": self.version, "algo": self.cfg.algo, "new_episodes": episodes,
                    "buffer_steps": len(self.buffer), "total_updates": self.total_updates,
-                   "stats": stats, "gate": evidence, "diagnostics": diag},
+                   "stats": stats, "gate": evidence, "diagnostics": diag,
+                   **({"scorer": spec} if (spec := self.algo.scorer_spec()) else {})},
             extra_tensors=self.algo.state_dict() or None,
         )
         self.version = new
