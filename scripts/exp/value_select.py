@@ -75,8 +75,10 @@ def run(args):
             parts = spec.split(":")
             critic = load_critic(Path(d), model.cfg.cond_dim, model.cfg.action_dim)
             pol = SelectPolicy(model, critic, int(parts[0]), float(parts[1]), parts[2] if len(parts) > 2 else "q")
-        r = evaluate(w, pol, tasks, count, seed0=EVAL_SEED0 + start)
+        seq: list[int] = []
+        r = evaluate(w, pol, tasks, count, seed0=EVAL_SEED0 + start, on_episode=lambda t, i, ok: seq.append(int(ok)))
     out = {t: r[t].to_dict() for t in tasks}
+    out["_outcomes"] = seq
     if spec != "plain":
         out["_picked_mode"] = [pol.picked_mode, pol.calls]
     return spec, out
@@ -89,18 +91,26 @@ if __name__ == "__main__":
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 2
     start = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     block = 25  # seed blocks, so that few specs still use every worker
-    jobs = [(d, n_ep, s, tasks, b, min(block, start + n_ep - b)) for s in specs for b in range(start, start + n_ep, block)]
+    jobs = [(d, n_ep, s, tasks, b, min(block, start + n_ep - b))
+            for s in specs for b in range(start, start + n_ep, block)]
     res: dict = {}
     with ProcessPoolExecutor(workers) as ex:
         for spec, out in ex.map(run, jobs):
             acc = res.setdefault(spec, {})
             for k, v in out.items():
-                if k == "_picked_mode":
-                    acc[k] = [a + b for a, b in zip(acc.get(k, [0, 0]), v)]
+                if k == "_outcomes":
+                    acc[k] = acc.get(k, []) + v
+                elif k == "_picked_mode":
+                    acc[k] = [a + b for a, b in zip(acc.get(k, [0, 0]), v, strict=True)]
                 else:
                     t = acc.setdefault(k, {"successes": 0, "episodes": 0})
                     t["successes"] += v["successes"]
                     t["episodes"] += v["episodes"]
     for spec, acc in res.items():
-        print(spec, json.dumps(acc), flush=True)
+        print(spec, json.dumps({k: v for k, v in acc.items() if k != "_outcomes"}), flush=True)
+    base = res["plain"]["_outcomes"]
+    for spec, acc in res.items():  # paired: seeds only this spec solved vs only the plain policy solved
+        o = acc["_outcomes"]
+        print(f"paired {spec} vs plain: +{sum(a and not b for a, b in zip(o, base, strict=True))} "
+              f"-{sum(b and not a for a, b in zip(o, base, strict=True))}", flush=True)
     print(json.dumps({"policy": d, "seeds": [start, start + n_ep], "results": res}))
