@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -116,3 +118,37 @@ def test_the_bench_acts_by_selection_only_when_asked_and_where_a_critic_is_publi
     assert _policy(model, 1, 0, BenchConfig(), path).scorer is None  # default: off
     assert _policy(model, 1, 0, BenchConfig(select_candidates=4), path).candidates == 4
     assert _policy(model, 0, 0, BenchConfig(select_candidates=4), None).scorer is None  # v0: nothing to load
+
+
+@pytest.mark.ros
+def test_vla_policy_node_selects_with_a_published_critic_and_rejects_a_broken_one(tmp_path):
+    rclpy = pytest.importorskip("rclpy")
+    from std_msgs.msg import String
+
+    from lwd.nodes.vla_policy import VLAPolicyNode
+
+    model = _model()
+    store = tmp_path / "store"
+    save_checkpoint(store / "policies", model, 0)
+    path, _ = _published(store, model)  # v1 publishes a critic
+    rclpy.init(args=["--ros-args", "-p", f"store:={store}", "-p", "select_candidates:=4"])
+    node = None
+    try:
+        node = VLAPolicyNode()
+        assert node.version == 1 and node.policy.candidates == 4 and node.policy.scorer is not None
+        # v2 names a critic it cannot load: the announcement is rejected and v1 keeps acting
+        v2 = store / "policies" / "v2"
+        shutil.copytree(path, v2)
+        manifest = json.loads((v2 / "manifest.json").read_text())
+        (v2 / "manifest.json").write_text(json.dumps({**manifest, "version": 2}))
+        (v2 / "learner.safetensors").write_bytes(b"broken")
+        node._on_fleet_policy(String(data=json.dumps({"version": 2, "uri": str(v2), "sha256": manifest["sha256"]})))
+        deadline = time.monotonic() + 30.0
+        while not node.rejected and time.monotonic() < deadline:  # the loader thread reports after it gave up
+            time.sleep(0.05)
+        node._swap_if_ready()
+        assert node.version == 1 and node.rejected[-1]["code"] == "bad_scorer"
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
