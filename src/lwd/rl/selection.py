@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 
 from lwd.policy.checkpoint import LEARNER_FILE, MANIFEST_FILE, CheckpointError
 from lwd.policy.inference import VLAPolicy
@@ -51,8 +52,17 @@ def scorer_spec(kind: str, critic: ImplicitCritic) -> dict:
 def load_scorer(path: Path) -> CriticScorer | None:
     """The critic a checkpoint directory publishes for its own features, or None if it has none.
 
-    Raises CheckpointError when the manifest names one that cannot be rebuilt (missing or mismatched tensors)."""
+    Raises CheckpointError when the manifest names one that cannot be rebuilt (missing or mismatched tensors).
+    Cached per directory and file stamps: the bench builds a policy per episode, and versions are immutable."""
     path = Path(path)
+    stamps = tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None
+                   for f in (path / MANIFEST_FILE, path / LEARNER_FILE))
+    return _load_scorer(str(path), stamps)
+
+
+@lru_cache(maxsize=8)
+def _load_scorer(path_str: str, _stamps: tuple) -> CriticScorer | None:
+    path = Path(path_str)
     try:
         spec = json.loads((path / MANIFEST_FILE).read_text()).get("scorer")
     except (OSError, ValueError) as e:
@@ -64,8 +74,9 @@ def load_scorer(path: Path) -> CriticScorer | None:
         c = dict(spec["config"])
         c["hidden"] = tuple(c.get("hidden", ()))
         critic = cls(int(spec["obs_dim"]), int(spec["act_dim"]), conf(**c))
-        state = load_file(str(path / LEARNER_FILE))
-        critic.load_state_dict({k[len("critic."):]: v for k, v in state.items() if k.startswith("critic.")})
+        with safe_open(str(path / LEARNER_FILE), framework="pt") as f:  # the critic only, not the reference VLA
+            state = {k[len("critic."):]: f.get_tensor(k) for k in f.keys() if k.startswith("critic.")}
+        critic.load_state_dict(state)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types on corrupt files
         raise CheckpointError(f"{path}: its critic (manifest 'scorer') cannot be loaded: {e}", "bad_scorer") from None
     return CriticScorer(critic)
