@@ -5,7 +5,8 @@
 # libopengl0 libgl1 libglx0 libgles2` (amd64), .whl with `pip download --no-deps --only-binary=:all: --python-version
 # 3.12 --platform manylinux...` of mujoco, mujoco-core, mujoco-studio, glfw, pyopengl, websockets, rosbags, apsw,
 # backports.zstd, lz4, ruamel.yaml, mcap, mcap-ros2-support and zstandard (the versions of .venv).
-# Usage: gpu_pretrain.sh DEMOS_PER_TASK BUDGET_S WORKERS BATCHES (the v0 of docs/learning.md row 41: 72 240 14 256)
+# Usage: gpu_pretrain.sh DEMOS_PER_TASK BUDGET_S WORKERS BATCHES (docs/learning.md row 41: 72 240 14 256; row 51,
+# the better v0: 128 380 14 256, one ~9 min call on an H200 with the demos collected there)
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
