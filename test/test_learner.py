@@ -107,7 +107,7 @@ def test_takeover_terminal_scores_autonomous_success():
 
 
 class _Gate(Gate):
-    """A gate with a scripted decision (the sim gate's rollouts are tested in test_gate.py)."""
+    """A gate with a scripted decision (the sim gate's decision rules are tested in test_gate.py)."""
 
     name = "scripted"
 

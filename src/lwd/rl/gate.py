@@ -2,7 +2,9 @@
 
 * :class:`SimGate` — for the simulated fleet: autonomous rollouts of the candidate and of the deployed policy on
   fixed gate seeds (disjoint from training and evaluation seeds); the candidate is published when it succeeds at
-  least as often as the deployed one, minus ``tolerance`` (a fraction of the gate episodes).
+  least as often as the deployed one, minus ``tolerance`` (a fraction of the gate episodes). With
+  ``must_show_better`` the deployed one is the default instead: the candidate wins only when the lower end of its 95%
+  Wilson interval is above the deployed one's success rate (ties and noise keep the deployed one).
 * :class:`AcceptAll` — for real fleets until canary deployments exist: every candidate is published.
 
 A gate's decision is evidence about success, not a critic margin: a critic that is still fitting cannot veto or
@@ -41,7 +43,7 @@ class SimGate(Gate):
     name = "sim"
 
     def __init__(self, tasks: Sequence[str], episodes: int, tolerance: float = 0.0, exec_steps: int = 5,
-                 variation: float = 1.0, seed: int = 0) -> None:
+                 variation: float = 1.0, seed: int = 0, must_show_better: bool = False) -> None:
         if episodes < 1:
             raise ValueError("gate episodes must be >= 1")
         self.tasks = tuple(tasks)
@@ -50,6 +52,7 @@ class SimGate(Gate):
         self.exec_steps = int(exec_steps)
         self.variation = float(variation)
         self.seed = int(seed)
+        self.must_show_better = bool(must_show_better)
         self._cache: dict[str, dict[str, int]] = {}
         self._world = None
 
@@ -71,7 +74,12 @@ class SimGate(Gate):
         cand = self._score(candidate)
         n = self.episodes * len(self.tasks)
         c, d = sum(cand.values()), sum(dep.values())
-        accept = c >= d - self.tolerance * n
+        if self.must_show_better:
+            from lwd.sim.evaluate import wilson
+
+            accept = wilson(c, n)[0] > d / n
+        else:
+            accept = c >= d - self.tolerance * n
         evidence = {"candidate_success": c / n, "deployed_success": d / n, "episodes": float(n)}
         evidence.update({f"candidate/{t}": k / self.episodes for t, k in cand.items()})
         evidence.update({f"deployed/{t}": k / self.episodes for t, k in dep.items()})
