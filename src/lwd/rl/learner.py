@@ -409,7 +409,7 @@ class Learner:
         the candidate only when the rollouts show it better (its Wilson lower bound above the alternative's rate),
         else switch its expert to the alternative's. The untilted reference is the default: 30 rollouts each
         cannot tell a 10-point difference from noise, and kept tilts moved held-out success by -21 (kept by the
-        critic's guard), -14 and +8 points (kept by such rollouts) against their references (learning.md rows 33, 53)."""
+        critic's guard), -14 and +8 (kept by such rollouts) against their references (learning.md rows 33, 53)."""
         if self._selector is None:
             self._selector = SimGate(self.cfg.tasks, self.cfg.select_episodes, 0.0, self.cfg.exec_steps,
                                      seed=self.cfg.seed, must_show_better=True)
