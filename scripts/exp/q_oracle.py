@@ -68,7 +68,8 @@ def probe(args):
             o = obs(w)
             qpos = np.asarray(o["qpos"], dtype=np.float32)
             with torch.no_grad():
-                cond = model.encode(torch.from_numpy(np.asarray(o["image"], np.uint8)[None]), torch.from_numpy(qpos[None]),
+                image = torch.from_numpy(np.asarray(o["image"], np.uint8)[None])
+                cond = model.encode(image, torch.from_numpy(qpos[None]),
                                     torch.from_numpy(plain._tokens(o["instruction"])[None]))
                 noise = torch.randn(k, model.cfg.action_dim, generator=gen) * DEFAULT_CANDIDATE_NOISE
                 noise[0] = 0.0
@@ -107,7 +108,8 @@ def summarize(rows) -> str:
                 f"candidates differ from the plain chunk on {(y[:, 1:] != y[:, :1]).mean():.3f}")
     return (f"{len(rows)} states from {len({r['seed'] for r in rows})} seeds; plain chunk {y[:, 0].mean():.3f}, "
             f"random candidate {y.mean():.3f}, critic's pick {pick.mean():.3f}, oracle (any) {y.max(1).mean():.3f}; "
-            f"mixed states {mixed.sum()}; critic pairwise accuracy on them {agree / max(1, pairs):.3f} ({pairs} pairs){twin}")
+            f"mixed states {mixed.sum()}; critic pairwise accuracy on them {agree / max(1, pairs):.3f} "
+            f"({pairs} pairs){twin}")
 
 
 def save(out: str, rows) -> None:
