@@ -5,7 +5,9 @@ flows from noise of scale SIGMA; the critic (learner.safetensors "critic.", trai
 scores each, the best is executed. Paired with the plain policy on the same held-out seeds.
 
 Usage: value_select.py POLICY_DIR EPISODES "N:SIGMA[:MODE],..." [TASKS] [WORKERS] [FIRST_SEED_OFFSET]
-MODE: q (pessimistic Q, default), mean (ensemble mean), rand (the same candidates picked at random: the control).
+MODE: q (pessimistic Q, default), mean (ensemble mean), rand (the same candidates picked at random: the control),
+bias (no critic: the candidate furthest along BIAS, the left shoulder / elbow / wrist-angle direction both probed
+critics preferred in docs/learning.md row 54).
 """
 import json
 import sys
@@ -23,6 +25,9 @@ from lwd.rl.divl import DIVL, DIVLConfig
 from lwd.rl.fleet_rl import FleetRLConfig
 from lwd.sim.evaluate import EVAL_SEED0, evaluate
 from lwd.sim.world import SimWorld
+
+BIAS = torch.zeros(14)
+BIAS[1], BIAS[2], BIAS[4] = -1.0, -1.0, 1.0  # left_shoulder -, left_elbow -, left_wrist_angle +
 
 
 def load_critic(d: Path, obs_dim: int, act_dim: int) -> DIVL:
@@ -53,6 +58,8 @@ class SelectPolicy(VLAPolicy):
         x = self.model.sample(c, noise=noise)
         if self.mode == "rand":  # control: the same candidates, picked at random
             q = torch.rand(self.n, generator=self._gen)
+        elif self.mode == "bias":  # no critic: the fixed joint direction the critics prefer (docs/learning.md row 54)
+            q = x.reshape(self.n, -1, self.cfg.n_joints).mean(1) @ BIAS
         elif self.mode == "mean":
             q = self.critic.q(c, x).mean(0)
         else:
