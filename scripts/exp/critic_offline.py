@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from q_oracle import pairwise  # a sibling script (run from scripts/exp or with it on sys.path)
 
 from lwd.data.schema import SOURCE_EXPERT
 from lwd.data.store import ExperienceStore
@@ -88,14 +89,8 @@ def train(buf: ChunkBuffer, spec: str, seed: int):
 
 
 def score(q: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
-    mixed = y.min(1) < y.max(1)
-    pairs = agree = 0.0
-    for yi, qi in zip(y[mixed], q[mixed], strict=True):
-        d = qi[yi == 1][:, None] - qi[yi == 0][None, :]
-        pairs += d.size
-        agree += (d > 0).sum() + 0.5 * (d == 0).sum()
-    pick = y[np.arange(len(y)), q.argmax(1)].mean()
-    return agree / max(1, pairs), float(pick), int(mixed.sum())
+    acc, pick, mixed, _ = pairwise(q, y)
+    return acc, pick, mixed
 
 
 if __name__ == "__main__":

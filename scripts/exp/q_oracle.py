@@ -90,25 +90,31 @@ def probe(args):
     return rows
 
 
+def pairwise(q: np.ndarray, y: np.ndarray) -> tuple[float, float, int, int]:
+    """Scores q [S, K] against outcomes y [S, K]: on mixed states, how often a succeeding candidate outranks a failing
+    one (ties count half); the success rate of each state's top-scored candidate; mixed states; pairs."""
+    mixed = y.min(1) < y.max(1)
+    pairs = agree = 0.0
+    for yi, qi in zip(y[mixed], q[mixed], strict=True):
+        d = qi[yi == 1][:, None] - qi[yi == 0][None, :]
+        pairs += d.size
+        agree += (d > 0).sum() + 0.5 * (d == 0).sum()
+    pick = float(y[np.arange(len(y)), q.argmax(1)].mean())
+    return agree / max(1, pairs), pick, int(mixed.sum()), int(pairs)
+
+
 def summarize(rows) -> str:
     y = np.stack([r["y"] for r in rows]).astype(float)
-    q = np.stack([r["q"] for r in rows])
-    mixed = (y.min(1) < y.max(1))
-    pick = y[np.arange(len(y)), q.argmax(1)]
-    pairs = agree = 0
-    for yi, qi in zip(y[mixed], q[mixed], strict=True):
-        for a in np.flatnonzero(yi == 1):
-            for b in np.flatnonzero(yi == 0):
-                pairs += 1
-                agree += (qi[a] > qi[b]) + 0.5 * (qi[a] == qi[b])
+    acc, pick, n_mixed, pairs = pairwise(np.stack([r["q"] for r in rows]), y)
+    mixed = y.min(1) < y.max(1)
     twin = ""
     if len(rows[0]["y_twin"]):
         yt = np.stack([r["y_twin"] for r in rows]).astype(float)
         twin = (f"; twins flip {(yt != y).mean():.3f} of outcomes ({(yt != y)[mixed].mean():.3f} on mixed states), "
                 f"candidates differ from the plain chunk on {(y[:, 1:] != y[:, :1]).mean():.3f}")
     return (f"{len(rows)} states from {len({r['seed'] for r in rows})} seeds; plain chunk {y[:, 0].mean():.3f}, "
-            f"random candidate {y.mean():.3f}, critic's pick {pick.mean():.3f}, oracle (any) {y.max(1).mean():.3f}; "
-            f"mixed states {mixed.sum()}; critic pairwise accuracy on them {agree / max(1, pairs):.3f} "
+            f"random candidate {y.mean():.3f}, critic's pick {pick:.3f}, oracle (any) {y.max(1).mean():.3f}; "
+            f"mixed states {n_mixed}; critic pairwise accuracy on them {acc:.3f} "
             f"({pairs} pairs){twin}")
 
 
