@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -96,3 +97,18 @@ def test_parallel_demo_collection_writes_the_serial_demos(tmp_path, monkeypatch)
     monkeypatch.setattr(pt, "_step_seconds", lambda *a, **k: 0.1)
     path = pretrain(tmp_path / "p", dataclasses.replace(cfg, time_budget_s=0.5), progress=False)
     assert json.loads((path / "manifest.json").read_text())["steps"] == 5
+    # a probe far faster than the real steps: the run re-times itself and stops at the budget, then saves
+    monkeypatch.setattr(pt, "_step_seconds", lambda *a, **k: 1e-5)
+    shutil.rmtree(path)
+    path = pretrain(tmp_path / "p", dataclasses.replace(cfg, time_budget_s=0.3), progress=False)
+    assert 0 < json.loads((path / "manifest.json").read_text())["steps"] < 30000
+
+
+def test_cosine_factor_decays_to_its_floor_and_follows_a_shortened_run():
+    from lwd.rl.pretrain import cosine_factor
+
+    assert cosine_factor(0, 100) == 1.0 and abs(cosine_factor(100, 100) - 0.1) < 1e-12
+    assert abs(cosine_factor(50, 100) - 0.55) < 1e-12
+    assert cosine_factor(60, 50) == cosine_factor(50, 50)  # past the end: the floor
+    xs = [cosine_factor(k, 40) for k in range(41)]
+    assert all(a >= b for a, b in zip(xs, xs[1:], strict=False))

@@ -6,7 +6,9 @@
 # 3.12 --platform manylinux...` of mujoco, mujoco-core, mujoco-studio, glfw, pyopengl, websockets, rosbags, apsw,
 # backports.zstd, lz4, ruamel.yaml, mcap, mcap-ros2-support and zstandard (the versions of .venv).
 # Usage: gpu_pretrain.sh DEMOS_PER_TASK BUDGET_S WORKERS BATCHES (docs/learning.md row 41: 72 240 14 256; row 51,
-# the better v0: 128 380 14 256, one ~9 min call on an H200 with the demos collected there)
+# the better v0: 128 380 14 256, one ~9 min call on an H200 with the demos collected there). Row 56: 160 330 14 512
+# ran past the 575 s call limit (96 s of demos and 99 s of loading before training; the probe under-timed the steps)
+# and saved nothing; pretrain now stops at its budget, but keep BUDGET_S <= the call's limit - 240 s at 160 demos.
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \

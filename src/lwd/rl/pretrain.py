@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,9 @@ class PretrainConfig:
     """Processes that roll out the scripted demos (each with its own simulator)."""
     time_budget_s: float | None = None
     """If set, ``steps`` is replaced by as many steps as fit this many seconds of training, timed on a throwaway
-    copy of the model before training (the cosine schedule needs its length up front)."""
+    copy of the model before training, re-timed on the real run at a tenth of it (the schedule shortens if the run
+    is slower than the probe), and training stops at the budget whatever the count: a lent GPU's call has a hard
+    limit, and a run killed there saves nothing (docs/learning.md row 56)."""
     keep_failed: bool = False
     """Keep demos the noisy expert failed (they are stored either way; BC trains on successes only)."""
 
@@ -166,6 +169,12 @@ def _step_seconds(model: FlowVLA, bc_cfg: BCConfig, buffer: ChunkBuffer, batch_s
     return (time.perf_counter() - t) / timed
 
 
+def cosine_factor(step: int, total: int, floor: float = 0.1) -> float:
+    """Cosine decay from 1 to ``floor`` over ``total`` steps (the lr multiplier; ``total`` may shrink mid-run)."""
+    frac = min(1.0, step / max(1, total))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
 def _demo_id(task: str, seed: int, target: str | None) -> str:
     return f"demo-{task}-{seed:07d}" + (f"-{target}" if target else "")
 
@@ -205,19 +214,34 @@ def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress
         steps = max(1, int(cfg.time_budget_s / step_s))
         log.info("%.2f ms per step: %d steps fit %.0f s", step_s * 1e3, steps, cfg.time_budget_s)
     algo = ImageBC(model, bc_cfg)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(algo.opt, T_max=steps, eta_min=cfg.lr * 0.1)
+    planned = steps
+    sched = torch.optim.lr_scheduler.LambdaLR(algo.opt, lambda k: cosine_factor(k, steps))
     rng = np.random.default_rng(cfg.seed)
     losses: list[float] = []
-    bar = tqdm(range(steps), desc="pretrain (flow matching)", disable=not progress, unit="step")
-    for _ in bar:
+    bar = tqdm(total=steps, desc="pretrain (flow matching)", disable=not progress, unit="step")
+    t0 = time.perf_counter()
+    while len(losses) < steps:
         stats = algo.update(buffer.gather(buffer.sample_indices(cfg.batch_size, rng), images).to(device))
         sched.step()
         losses.append(stats["loss/actor"])
+        bar.update(1)
         if len(losses) % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if cfg.time_budget_s is not None:
+            elapsed = time.perf_counter() - t0
+            if len(losses) == max(1, planned // 10):
+                steps = min(steps, max(len(losses) + 1, int(cfg.time_budget_s * len(losses) / elapsed)))
+                if steps < planned:
+                    log.info("re-timed at %d steps: %.2f ms per step, %d steps fit", len(losses),
+                             elapsed / len(losses) * 1e3, steps)
+                    bar.total = steps
+            if elapsed > cfg.time_budget_s:
+                log.warning("time budget spent after %d of %d steps; saving", len(losses), steps)
+                break
+    bar.close()
     path = save_checkpoint(
         store.root / "policies", model.cpu(), 0,
-        extra={"parent": None, "algo": "pretrain", "demos": len(good), "steps": steps,
+        extra={"parent": None, "algo": "pretrain", "demos": len(good), "steps": len(losses),
                "final_loss": float(np.mean(losses[-50:])), "pretrain_config": dataclasses.asdict(cfg)},
     )
     log.info("pretrained v0 on %d demos (%d steps): %s", len(good), len(buffer), path)
