@@ -65,8 +65,9 @@ def test_resume_refuses_partial_results_of_another_configuration(tmp_path):
     _check_resume(dataclasses.replace(cfg, workers=1), tmp_path)  # how it runs is not what it measures
     with pytest.raises(ValueError, match="tasks"):
         _check_resume(dataclasses.replace(cfg, tasks=("pick_place", "restock3")), tmp_path)
-    _check_resume(dataclasses.replace(cfg, rounds=3, resume=False), tmp_path)
-    with pytest.raises(ValueError, match="rounds"):
+    _check_resume(dataclasses.replace(cfg, rounds=3), tmp_path)  # more rounds extend the run
+    _check_resume(dataclasses.replace(cfg, eval_episodes=9, resume=False), tmp_path)
+    with pytest.raises(ValueError, match="eval_episodes"):
         _check_resume(cfg, tmp_path)
     (tmp_path / "bench_config.json").unlink()  # a run from before the key was written
     with pytest.raises(ValueError, match="predates"):
@@ -130,3 +131,35 @@ def test_image_lr_reaches_every_algorithm_and_names_the_run(tmp_path):
     del key["image_lr"]  # a run started before the field existed resumes at its default
     (tmp_path / "bench_config.json").write_text(json.dumps(key))
     _check_resume(BenchConfig(out=tmp_path), tmp_path)
+
+
+def test_a_finished_run_continues_with_more_rounds(tmp_path):
+    """--rounds 2 on a finished 1-round run keeps round 1's row and continues from the learner's saved state; the
+    fleet bags of a round cut short are recorded again, not counted twice; a learner ahead of its rows (published,
+    row not written) cannot be continued faithfully and starts over."""
+    import shutil
+
+    from lwd.app.bench import BenchConfig, _resumable, run_bench
+    from lwd.data.store import ExperienceStore
+    from lwd.rl.pretrain import PretrainConfig, pretrain
+
+    base = tmp_path / "v0"
+    pretrain(base, PretrainConfig(tasks=("pick_place",), demos_per_task=1, steps=3, batch_size=8, image_size=32,
+                                  vision_channels=4, cond_dim=32, hidden=32), progress=False)
+    cfg = BenchConfig(out=tmp_path / "b", algos=("bc",), rounds=1, episodes_per_round=2, updates_per_round=2,
+                      offline_updates=0, eval_episodes=2, tasks=("pick_place",), pretrained=base, gate="none",
+                      variation=0.25, workers=1)
+    one = run_bench(cfg, log=lambda *_: None)["results"]["bc"]
+    root = tmp_path / "b" / "bc" / "store"
+    bags = root / "episodes" / "bench"
+    shutil.copytree(bags / "bench-r0-000", bags / "bench-r1-000")  # a round cut short after one bag
+    ExperienceStore(root).scan()
+    two = run_bench(dataclasses.replace(cfg, rounds=2), log=lambda *_: None)["results"]["bc"]
+    assert two[:2] == one and [r["round"] for r in two] == [0, 1, 2] and two[2]["version"] == 2
+    assert two[2]["learner_updates"] == 4 and two[2]["fleet"]["episodes"] == 2
+    assert sorted(p.name for p in bags.iterdir()) == ["bench-r0-000", "bench-r0-001", "bench-r1-000", "bench-r1-001"]
+    assert len(ExperienceStore(root).episodes(robot="bench")) == 4
+    state = json.loads((root / "learner" / "state.json").read_text())
+    assert state["round"] == 2 and state["fleet_counted"] == 4
+    assert _resumable(root, two) == 2 and _resumable(root, two[:2]) is None  # the learner is a round ahead
+    assert run_bench(dataclasses.replace(cfg, rounds=1), log=lambda *_: None)["results"]["bc"] == one

@@ -409,10 +409,14 @@ def test_image_rl_tilts_the_image_trained_reference(tiny_store, tmp_path, algo, 
     assert any(r["phase"] == "round_end" for r in rows)
     gate = [r for r in rows if r["phase"] == "gate"][-1]
     assert "critic/q_candidate" in gate and "actor/shift_from_base_rad" in gate
-    # the learner state (critic + reference VLA) resumes
-    again = Learner(store, _cfg(algo=algo, algo_overrides={"images": True}))
+    # the learner state (critic + reference VLA) resumes, and its critic reads the states as it did before
+    again = Learner(store, _cfg(algo=algo, algo_overrides={"images": True, "critic_features": features}))
     ref2 = again.algo.ref_bc.model.state_dict()
     assert all(torch.equal(ref2[k], v) for k, v in ref.items())
+    view = (again.algo.feature_encoder() or again.feature_model).state_dict()
+    want = ref if features == "reference" else frozen  # the refit reference's, or v0's frozen copy
+    assert all(torch.equal(view[k], v) for k, v in want.items())
+    assert again.version == 1 and again.feature_version == 0  # the VLA it first started from
 
 
 def test_tilt_guard_publishes_the_reference_when_the_critic_rates_the_tilt_lower(tiny_store, tmp_path, monkeypatch):

@@ -8,7 +8,9 @@ on fixed held-out seeds never used for training or gating, with 95% Wilson inter
 
 Algorithms run in parallel worker processes (one algorithm per worker); a single algorithm's fleet episodes and
 evaluations run in the worker processes instead (the same numbers: noise-free chunks, per-episode seeds). Results
-are saved after every round, so an interrupted run resumes where it stopped (``--resume``, the default).
+are saved after every round, so an interrupted run resumes after its last finished round, and a finished one
+continues with more ``--rounds`` (``--resume``, the default); the learner restarts from its saved state as a
+restarted learner node does.
 """
 
 from __future__ import annotations
@@ -157,19 +159,21 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
     torch.set_num_threads(1)
     root, rows_path = _algo_paths(cfg, algo)
     rows: list[dict] = json.loads(rows_path.read_text()) if cfg.resume and rows_path.exists() else []
-    if rows and len(rows) == cfg.rounds + 1:
-        return rows  # finished earlier
-    # Resume granularity is one algorithm: a round interrupted after the learner published but before its row was
-    # written cannot be replayed faithfully (the store and learner state are ahead of the rows), so an unfinished
-    # algorithm starts over from v0.
-    rows = []
-    if root.exists():
-        shutil.rmtree(root)
-    shutil.copytree(base / "policies" / "v0", root / "policies" / "v0")
-    shutil.copytree(base / "episodes" / "demo", root / "episodes" / "demo")
-    done_rounds = 0
+    if len(rows) >= cfg.rounds + 1:
+        return rows[:cfg.rounds + 1]  # finished earlier
+    done_rounds = _resumable(root, rows)
+    if done_rounds is None:  # nothing to resume from: start over from v0
+        rows = []
+        if root.exists():
+            shutil.rmtree(root)
+        shutil.copytree(base / "policies" / "v0", root / "policies" / "v0")
+        shutil.copytree(base / "episodes" / "demo", root / "episodes" / "demo")
+        done_rounds = 0
     store = ExperienceStore(root)
     store.scan()
+    if done_rounds:  # the fleet episodes of the round that was cut short are recorded again, by the same version
+        store.discard([e for e in store.episodes(robot="bench") if _bench_round(e.path.name) >= done_rounds])
+        print(f"[bench] {algo}: resuming after round {done_rounds} (v{rows[-1]['version']})", flush=True)
     learner = Learner(store, LearnerConfig(
         algo=algo, min_new_episodes=cfg.episodes_per_round, updates_per_round=cfg.updates_per_round,
         offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
@@ -244,6 +248,24 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
                   f"{'accepted' if new is not None else 'rejected'} | {time.time() - t0:.0f}s, ETA {eta / 60:.0f} min",
                   flush=True)
     return rows
+
+
+def _bench_round(episode_id: str) -> int:
+    return int(episode_id.split("-")[1][1:])  # bench-r<round>-<i>
+
+
+def _resumable(root: Path, rows: list[dict]) -> int | None:
+    """The number of finished rounds an algorithm's working directory can continue from, or None. A round counts
+    only when both its row and the learner's state (state.json, written with the checkpoint it names) record it;
+    a round cut short between the learner's publish and its row cannot be replayed faithfully."""
+    state_path = root / "learner" / "state.json"
+    if len(rows) < 2 or not state_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    last = rows[-1]
+    if state.get("round") != last["round"] or state.get("version") != last["version"]:
+        return None
+    return int(last["round"])
 
 
 def _overrides(cfg: BenchConfig, algo: str) -> dict:
@@ -362,7 +384,8 @@ def _git_commit() -> str | None:
         return None
 
 
-_RUN_ONLY = ("out", "results", "workers", "resume")  # fields that do not change what a run measures
+# fields that do not change what a run measures (more rounds extend a run: its earlier rounds stay valid)
+_RUN_ONLY = ("out", "results", "workers", "resume", "rounds")
 
 
 def _run_key(cfg: BenchConfig) -> dict:

@@ -300,6 +300,21 @@ class ExperienceStore:
             rows = db.execute(sql + " ORDER BY id", args).fetchall()
         return [self._record(r) for r in rows]
 
+    def discard(self, records: list[EpisodeRecord]) -> None:
+        """Delete episodes from the index and from disk: for a run rolled back to an earlier point (the bench's
+        resume), never for data a learner may still need."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM ingested WHERE episode = ?", [(r.id,) for r in records])
+                db.executemany("DELETE FROM episodes WHERE id = ?", [(r.id,) for r in records])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        for r in records:
+            shutil.rmtree(r.path, ignore_errors=True)
+
     def __len__(self) -> int:
         with self._db() as db:
             return db.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]

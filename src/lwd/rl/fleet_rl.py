@@ -294,6 +294,8 @@ class FleetRL(Algorithm):
             if self.ref_bc is not None:
                 if part("ref."):  # a state saved without image mode keeps the deployed VLA as the reference
                     self.ref_bc.model.load_state_dict(part("ref."))
+                    if self.cfg.critic_features == "reference":  # the view the saved critic was refit on
+                        self._feature_model = copy.deepcopy(self.ref_bc.model).eval().requires_grad_(False)
             elif self.base is not None:
                 self.base.load_state_dict(part("base."))
                 self.extractor.base_target.load_state_dict(part("base_target.") or part("base."))

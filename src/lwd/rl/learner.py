@@ -179,10 +179,15 @@ class Learner:
         # The feature cache: the deployed VLA's frozen encoder, or, when the algorithm trains the encoder, a frozen
         # copy of the VLA this learner started from (so critics keep one view of the states while the VLA moves).
         self.feature_model: FlowVLA | None = self.model
+        self.metrics_dir = self.store.root / "learner"
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.metrics_dir / "state.json"
+        state = self._load_state()
+        self.feature_version = v
         if self.algo.trains_encoder:
             self.model.requires_grad_(True)
-            self.feature_model = (copy.deepcopy(self.deployed_model).requires_grad_(False)
-                                  if self.algo.needs_features else None)
+            self.feature_model = self._feature_vla(int(state.get("feature_version", v)), v) \
+                if self.algo.needs_features else None
         extra = version_dir(self.policies, v) / LEARNER_FILE
         if extra.exists() and ckpt.manifest.get("algo") == cfg.algo:
             from safetensors.torch import load_file
@@ -191,10 +196,6 @@ class Learner:
         self.gate = gate or make_gate(cfg.gate, cfg.tasks, cfg.gate_episodes, cfg.gate_tolerance, cfg.exec_steps,
                                       cfg.seed)
         self._selector = selector  # built on first use: it loads a simulator
-        self.metrics_dir = self.store.root / "learner"
-        self.metrics_dir.mkdir(parents=True, exist_ok=True)
-        self.state_path = self.metrics_dir / "state.json"
-        state = self._load_state()
         self.rounds_done = int(state.get("round", 0))
         self.fleet_counted = int(state.get("fleet_counted", 0))
         self._offline_done = bool(state.get("offline_done", False)) or cfg.offline_updates == 0
@@ -215,6 +216,19 @@ class Learner:
                  self.version, self._buffer_steps(), self.rounds_done, self.pending_fleet)
 
     # -- state --------------------------------------------------------------------------------------------------
+    def _feature_vla(self, fv: int, v: int) -> FlowVLA:
+        """The frozen VLA the critics read: the one this learner first started from (``fv``), also after a restart,
+        so a critic resumed from a checkpoint keeps the view of the states it was trained on; if that version is
+        gone or unreadable, the deployed one (its critic then refits to the new view)."""
+        if fv != v:
+            try:
+                model = load_checkpoint(version_dir(self.policies, fv)).model.eval().requires_grad_(False)
+                self.feature_version = fv
+                return model
+            except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: fall back, say so
+                log.warning("learner: critic features of v%d unavailable (%s); reading v%d's", fv, e, v)
+        return copy.deepcopy(self.deployed_model).requires_grad_(False)
+
     def _load_state(self) -> dict:
         if not self.state_path.exists():
             return {}
@@ -231,7 +245,8 @@ class Learner:
         _atomic_write_json(self.state_path, {
             "round": self.rounds_done, "version": self.version, "sha256": self.sha256, "algo": self.cfg.algo,
             "fleet_counted": self.fleet_counted, "offline_done": self._offline_done,
-            "total_updates": self.total_updates, "accepted": self.last_accepted})
+            "total_updates": self.total_updates, "accepted": self.last_accepted,
+            "feature_version": self.feature_version})
 
     @property
     def pending_fleet(self) -> int:
