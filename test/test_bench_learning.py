@@ -66,6 +66,9 @@ def test_resume_refuses_partial_results_of_another_configuration(tmp_path):
     with pytest.raises(ValueError, match="tasks"):
         _check_resume(dataclasses.replace(cfg, tasks=("pick_place", "restock3")), tmp_path)
     _check_resume(dataclasses.replace(cfg, rounds=3), tmp_path)  # more rounds extend the run
+    key = json.loads((tmp_path / "bench_config.json").read_text())
+    (tmp_path / "bench_config.json").write_text(json.dumps({**key, "rounds": 2}))  # as runs before 0c3a325 wrote
+    _check_resume(dataclasses.replace(cfg, rounds=3), tmp_path)
     _check_resume(dataclasses.replace(cfg, eval_episodes=9, resume=False), tmp_path)
     with pytest.raises(ValueError, match="eval_episodes"):
         _check_resume(cfg, tmp_path)

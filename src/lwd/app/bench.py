@@ -401,7 +401,7 @@ def _check_resume(cfg: BenchConfig, out: Path) -> None:
     if cfg.resume and (out / "v0_eval.json").exists():
         old = json.loads(key_path.read_text()) if key_path.exists() else None
         if old is not None:  # fields added since that run was started count at their defaults
-            old = {**_run_key(BenchConfig()), **old}
+            old = {k: v for k, v in {**_run_key(BenchConfig()), **old}.items() if k not in _RUN_ONLY}
         if old != key:
             diff = sorted(k for k in key if old is None or old.get(k) != key[k])
             raise ValueError(f"{out} holds a bench run of another configuration (differs in: "
