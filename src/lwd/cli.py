@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pretrained", default=None, help="store holding v0 and its demos (default: pretrain one)")
     c.add_argument("--out", default=None, help="working directory (default runs/bench)")
     c.add_argument("--results", default=None, help="where the JSON, plot and table go (default <out>/results)")
-    c.add_argument("--fresh", action="store_true", help="ignore an earlier run's partial results in --out")
+    c.add_argument("--fresh", action="store_true",
+                   help="ignore an earlier run's results in --out (by default it resumes, and a larger --rounds "
+                        "extends it)")
     c.add_argument("--images", action=argparse.BooleanOptionalAction, default=None,
                    help="every algorithm trains the whole VLA on images, encoder included (critics stay on features; "
                         "the default); --no-images: action experts on frozen features only")
