@@ -1,8 +1,10 @@
 """EXP: how a policy fails on pick_place, per named item, on gate seeds (disjoint from the evaluation seeds): success;
 held the named item but did not place it (with where it ended: on the shelf off its slot, tipped or dropped, still
-held); held another item only; held nothing. Usage: failure_modes.py EPISODES POLICY_DIR [POLICY_DIR ..] > out.json"""
+held); held another item only; held nothing. Usage: failure_modes.py EPISODES POLICY_DIR [POLICY_DIR ..] > out.json
+(EXEC_STEPS=k in the environment: execute k steps of each chunk, default 5 as deployed)."""
 import collections
 import json
+import os
 import sys
 
 import torch
@@ -48,12 +50,13 @@ def mode(world, ro, held) -> tuple[str, float | None]:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     n = int(sys.argv[1])
-    out = {"episodes": n, "seed0": GATE_SEED0, "slot_half_m": SLOT_HALF, "policies": {}}
+    exec_steps = int(os.environ.get("EXEC_STEPS", 5))
+    out = {"episodes": n, "seed0": GATE_SEED0, "exec_steps": exec_steps, "slot_half_m": SLOT_HALF, "policies": {}}
     for path in sys.argv[2:]:
         model = load_checkpoint(path).model.eval()
         modes, off = collections.Counter(), []
         with SimWorld(image_size=model.cfg.image_size) as world:
-            spy = Spy(VLAPolicy(model, 0, seed=0, exec_steps=5), world)
+            spy = Spy(VLAPolicy(model, 0, seed=0, exec_steps=exec_steps), world)
             for i in range(n):
                 ro = run_episode(world, "pick_place", GATE_SEED0 + i, actor=spy)
                 m, d = mode(world, ro, spy.held)
