@@ -185,6 +185,21 @@ def test_restart_mid_round_keeps_pending_episodes(tiny_store, tmp_path):
     assert state == state | {"round": 1, "version": 1, "fleet_counted": 3, "algo": "bc"}
 
 
+def test_restart_scores_the_critic_only_on_episodes_it_has_not_trained_on(tiny_store, tmp_path):
+    """critic/heldout_auc after a restart: the fleet episodes of finished rounds were trained on, pending ones not."""
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    store = ExperienceStore(root)
+    cfg = load_checkpoint(root / "policies" / "v0").config
+    learner = Learner(store, _cfg(algo="lwd"))
+    _fleet_bags(store, cfg, 2, "a")
+    assert len(learner._heldout) == 0 and learner.poll() == 1
+    _fleet_bags(store, cfg, 1, "b")
+    assert learner.ingest_new() == 1 and len(learner._heldout) == 1
+    again = Learner(ExperienceStore(root), _cfg(algo="lwd"))
+    assert again.pending_fleet == 1 and len(again._heldout) == 1
+
+
 def test_learner_never_reuses_a_version(tiny_store, tmp_path):
     root = tmp_path / "store"
     shutil.copytree(tiny_store, root)

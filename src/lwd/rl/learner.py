@@ -271,7 +271,9 @@ class Learner:
             self.buffer.add_episode(steps)
             is_fleet = steps.meta.source == "fleet"
             fleet += is_fleet
-            if is_fleet:  # what the critic's V should predict: (autonomous, with takeover_terminal) success
+            # what the critic's V should predict: (autonomous, with takeover_terminal) success; after a restart the
+            # fleet episodes already counted into rounds were trained on, so they are not held-out evidence
+            if is_fleet and self.fleet_ingested + fleet > self.fleet_counted:
                 ok = bool(steps.success) and not (self.cfg.takeover_terminal and (steps.source == SOURCE_TELEOP).any())
                 added.append((self.buffer.num_episodes - 1, ok))
         if self.buffer.num_episodes and self.feature_model is not None:
