@@ -184,15 +184,20 @@ class Learner:
         self.state_path = self.metrics_dir / "state.json"
         state = self._load_state()
         self.feature_version = v
-        if self.algo.trains_encoder:
-            self.model.requires_grad_(True)
-            self.feature_model = self._feature_vla(int(state.get("feature_version", v)), v) \
-                if self.algo.needs_features else None
         extra = version_dir(self.policies, v) / LEARNER_FILE
         if extra.exists() and ckpt.manifest.get("algo") == cfg.algo:
             from safetensors.torch import load_file
 
             self.algo.load_state_dict(load_file(str(extra)))  # resume critic + reference flow after a restart
+        if self.algo.trains_encoder:
+            self.model.requires_grad_(True)
+            fv = int(state.get("feature_version", v))
+            if not self.algo.needs_features:
+                self.feature_model = None
+            elif self.algo.feature_encoder() is not None:  # restored with its state: no other VLA to load
+                self.feature_model, self.feature_version = self.algo.feature_encoder(), fv
+            else:
+                self.feature_model = self._feature_vla(fv, v)
         self.gate = gate or make_gate(cfg.gate, cfg.tasks, cfg.gate_episodes, cfg.gate_tolerance, cfg.exec_steps,
                                       cfg.seed)
         self._selector = selector  # built on first use: it loads a simulator
