@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lwd.sim.expert import ScriptedExpert
+from lwd.sim.expert import ScriptedExpert, arm_slice
 from lwd.sim.operator import ScriptedOperator
 from lwd.sim.rollout import SOURCE_OPERATOR, SOURCE_POLICY, run_episode
-from lwd.sim.world import SimWorld
+from lwd.sim.world import GRIPPER_OPEN, SimWorld
 
 
 class HomeActor:
@@ -69,3 +69,49 @@ def test_operator_takes_over_on_misplaced_item(world: SimWorld) -> None:
     world.apply(world.qpos14())
     d = op.step(world.time)
     assert d.engaged and d.event == "takeover" and d.reason == "misplaced" and d.action.shape == (14,)
+
+
+def _tool_beside_item(world: SimWorld, dx: float) -> ScriptedOperator:
+    """Reset pick_place and bring the expert's arm down beside its item (``dx`` metres off in x, across the fingers'
+    closing axis), gripper open."""
+    world.reset("pick_place", 4)
+    expert = ScriptedExpert(world)
+    g = world.goals[0]
+    arm = expert.arm_for(g)
+    c = world.item_pos(g.item)
+    for z in (0.15, 0.06, 0.0):  # from above, then down to the item's centre height
+        for _ in range(30):
+            q = world.qpos14()
+            q[arm_slice(arm)] = expert.solve_ik(arm, q, c + (dx, 0.0, z), np.pi / 2, iters=30)[arm_slice(arm)]
+            q[[6, 13]] = GRIPPER_OPEN
+            world.apply(q)
+    p = world.tcp_pos(arm)
+    assert np.linalg.norm(p[:2] - c[:2] - (dx, 0.0)) < 0.015 and p[2] < c[2] + 0.02
+    return arm
+
+
+def test_operator_takes_over_a_misaligned_approach(world: SimWorld) -> None:
+    _tool_beside_item(world, 0.04)  # a finger would come down on the item
+    state = world.get_state()
+    for misaligned_s, expect in ((0.0, None), (0.2, "misaligned")):
+        world.set_state(state)
+        op = ScriptedOperator(world, ScriptedExpert(world), misaligned_s=misaligned_s)
+        reasons = []
+        for _ in range(4):
+            d = op.step(world.time)
+            reasons.append(d.reason if d.event == "takeover" else None)
+            if d.engaged:
+                break
+            world.apply(world.qpos14())
+        assert reasons[-1] == expect
+        assert reasons[:-1] == [None] * (len(reasons) - 1)
+        if expect:
+            assert len(reasons) == 3  # t = 0, 0.1, 0.2 s: it waits misaligned_s before it takes over
+
+
+def test_operator_leaves_an_aligned_grasp_alone(world: SimWorld) -> None:
+    _tool_beside_item(world, 0.0)  # the item between the open fingers: about to grasp
+    op = ScriptedOperator(world, ScriptedExpert(world), misaligned_s=0.2)
+    for _ in range(5):
+        assert not op.step(world.time).engaged
+        world.apply(world.qpos14())

@@ -46,7 +46,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes, variation=a.variation,
         resume=False if a.fresh else None, images=a.images,
         takeover_terminal=a.takeover_terminal, critic_features=a.critic_features, image_lr=a.image_lr,
-        fleet_fraction=a.fleet_fraction, select_candidates=a.select)
+        fleet_fraction=a.fleet_fraction, select_candidates=a.select, misaligned_s=a.misaligned_s)
     run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
     return 0
 
@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--select", type=int, default=None,
                    help="value-guided selection: versions that publish a critic (lwd and variants) act by the best of "
                         "N candidate chunks, in the fleet and in evaluation (default 1: off)")
+    c.add_argument("--misaligned-s", type=float, default=None,
+                   help="the scripted operator also takes over when a tool has been low beside the free item, not "
+                        "around it, this many seconds (0: off)")
     c.set_defaults(fn=_cmd_bench)
     c = what.add_parser("chunking", help="chunk execution modes under injected inference delay (in-process)")
     c.add_argument("--store", required=True, help="store holding policies/v<N>")

@@ -82,6 +82,9 @@ class BenchConfig:
     select_candidates: int = 1
     """Value-guided selection (lwd.rl.selection): a version that publishes a critic (lwd and its variants) acts by
     the best of this many candidate chunks, in the fleet and in evaluation; 1 = off (every algorithm acts alike)."""
+    misaligned_s: float = 0.0
+    """The scripted operator also takes over when a tool has been low beside the free item, not around it, this
+    long (ScriptedOperator.misaligned_s; 0 = off)."""
     images: bool = FleetRLConfig.images
     """Every algorithm trains the whole VLA on images (``images=True`` in BCConfig / FleetRLConfig) instead of its
     action expert on frozen features; critics stay on the features. The head alone did not learn this policy, the
@@ -182,7 +185,8 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
     t_algo = time.time()
     robot_s = rows[-1]["robot_s"] if rows else 0.0
     with SimWorld(image_size=learner.model.cfg.image_size) as world:
-        operator = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed))
+        operator = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed),
+                                    misaligned_s=cfg.misaligned_s)
         if not rows:
             rows.append({"algo": algo, "round": 0, "version": 0, "eval": v0_eval,
                          "eval_success": _mean_success(v0_eval), "robot_s": 0.0, "learner_updates": 0, "wall_s": 0.0})
@@ -336,7 +340,8 @@ def _fleet_job(args):
     st = _rollout_state(ckpt)
     world = st["world"]
     if st.get("operator") is None:
-        st["operator"] = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed))
+        st["operator"] = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed),
+                                          misaligned_s=cfg.misaligned_s)
     policy = _policy(st["model"], st["version"], policy_seed, cfg, Path(ckpt))
     ro = deploy_episode(world, policy, task, seed, st["operator"], variation=cfg.variation)
     return ro, world.time

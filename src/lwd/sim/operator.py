@@ -4,9 +4,10 @@ It reads only world state (so it works on a mirror world fed by ``set_state``) a
 
 * **takeover** when the policy *stalls* (no new subgoal and both tools + grippers nearly still for ``stall_s``), makes
   *no progress* for ``no_progress_s``, or *heads to failure* (a task item lies outside the bin and its target region,
-  e.g. dropped or knocked over; an arm joint sits at its limit; an arm link presses on the table/bin/shelf);
-* drives with the expert until the correction is done: a new subgoal achieved, or (after a drop) the item regrasped and
-  lifted, or ``max_correction_s`` elapsed; then **release**;
+  e.g. dropped or knocked over; an arm joint sits at its limit; an arm link presses on the table/bin/shelf), or,
+  with ``misaligned_s``, is about to knock its item over (a tool low beside the free item, not around it);
+* drives with the expert until the correction is done: a new subgoal achieved, or (after a drop or a misaligned
+  approach) the item grasped and lifted, or ``max_correction_s`` elapsed; then **release**;
 * at most ``max_interventions`` takeovers per episode; after a release the stall clocks restart.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lwd.sim.expert import CARRY_BOTTOM, TRAVEL_Z, ScriptedExpert
-from lwd.sim.tasks import ITEMS
+from lwd.sim.tasks import CATALOGUE, ITEMS
 from lwd.sim.world import ARMS, CONTROL_DT, SimWorld
 
 __all__ = ["OperatorDecision", "ScriptedOperator"]
@@ -28,6 +29,10 @@ CONTACT_PERSIST_S = 0.5  # an arm must press on static geometry this long to cou
 STALL_MOTION_M = 0.01  # tool displacement over the stall window below which the arm counts as still
 STALL_GRIP_M = 0.003
 CLEAR_Z = TRAVEL_Z - 0.03  # tools above this height are clear of the items
+LOW_ABOVE_TOP = 0.01  # "low beside the item": tool centre below the item's top + this, ...
+LOW_RADIUS = 0.06  # ... within this x-y distance of its centre, ...
+BETWEEN_X = 0.025  # ... and the item not between the fingers (the expert's own pre-close test)
+BETWEEN_Y_MARGIN = 0.012
 
 
 @dataclass
@@ -37,7 +42,7 @@ class OperatorDecision:
     engaged: bool
     action: np.ndarray | None = None  # (14,) joint-position target while engaged
     event: str | None = None  # "takeover" | "release" on transitions
-    reason: str | None = None  # why it took over ("stall", "no_progress", "misplaced", "joint_limit", "contact")
+    reason: str | None = None  # why ("stall", "no_progress", "misplaced", "joint_limit", "contact", "misaligned")
 
 
 class ScriptedOperator:
@@ -52,6 +57,10 @@ class ScriptedOperator:
         no_progress_s: no new subgoal for this long triggers a takeover (default ``max(6, 2 * stall_s)``: the expert
             needs ~4.5 s per item, and a policy that has not placed one by 6 s rarely does; waiting 10 s left each
             episode few corrective labels on exactly the states that went wrong).
+        misaligned_s: take over when a tool has been low beside the free item it should grasp, without the item
+            between its fingers, for this long (0 = off; base scene only). Most items a policy knocks over show this
+            0.1-0.6 s before they tip, and a knocked-over item is one the expert cannot pick up again, so the
+            ``misplaced`` takeover comes too late to correct (docs/learning.md row 60).
     """
 
     def __init__(
@@ -62,15 +71,17 @@ class ScriptedOperator:
         max_correction_s: float = 5.0,
         max_interventions: int = 3,
         no_progress_s: float | None = None,
+        misaligned_s: float = 0.0,
     ) -> None:
-        if stall_s <= 0 or max_correction_s <= 0 or max_interventions < 0:
-            raise ValueError("stall_s and max_correction_s must be > 0, max_interventions >= 0")
+        if stall_s <= 0 or max_correction_s <= 0 or max_interventions < 0 or misaligned_s < 0:
+            raise ValueError("stall_s and max_correction_s must be > 0, max_interventions and misaligned_s >= 0")
         self.world = world
         self.expert = expert
         self.stall_s = float(stall_s)
         self.max_correction_s = float(max_correction_s)
         self.max_interventions = int(max_interventions)
         self.no_progress_s = float(no_progress_s) if no_progress_s is not None else max(6.0, 2.0 * stall_s)
+        self.misaligned_s = float(misaligned_s)
         self.reset()
 
     def reset(self) -> None:
@@ -86,6 +97,7 @@ class ScriptedOperator:
         self._t_goal: float | None = None
         self._hist: deque[tuple[float, np.ndarray]] = deque()
         self._contact_since: float | None = None
+        self._misaligned_since: float | None = None
         self.expert.reset()
 
     # ------------------------------------------------------------------ main entry
@@ -185,9 +197,36 @@ class ScriptedOperator:
         self._contact_since = None
         return False
 
+    def _beside_item(self) -> bool:
+        """A tool low beside the free item the expert would grasp next, the item not between its fingers."""
+        w = self.world
+        cur = self.expert.current_goal() if w.scene == "base" else None
+        if cur is None or w.holders(cur[1].item):
+            return False
+        it = CATALOGUE[cur[1].item]
+        c = w.item_pos(it.name)
+        for a in ARMS:
+            p = w.tcp_pos(a)
+            if p[2] >= c[2] + it.half_height + LOW_ABOVE_TOP or np.linalg.norm(p[:2] - c[:2]) >= LOW_RADIUS:
+                continue
+            rel = w.tcp_mat(a).T @ (c - p)  # item centre in the tool frame (y = closing axis)
+            if not (abs(rel[0]) < BETWEEN_X and abs(rel[1]) < it.grasp_half_width + BETWEEN_Y_MARGIN):
+                return True
+        return False
+
+    def _misaligned(self, t: float) -> bool:
+        if self.misaligned_s <= 0 or not self._beside_item():
+            self._misaligned_since = None
+            return False
+        if self._misaligned_since is None:
+            self._misaligned_since = t
+        return t - self._misaligned_since >= self.misaligned_s - 1e-9
+
     def _trigger(self, t: float) -> str | None:
         if self._misplaced():
             return "misplaced"
+        if self._misaligned(t):
+            return "misaligned"
         if self._at_limit():
             return "joint_limit"
         if self._pressing(t):
@@ -209,7 +248,7 @@ class ScriptedOperator:
             return clear or t - self._t_goal >= 1.0 - 1e-9
         if t - self._t_engaged >= self.max_correction_s - 1e-9:
             return True
-        if self.reason == "misplaced":  # done once the item is back in hand and lifted
+        if self.reason in ("misplaced", "misaligned"):  # done once the item is (back) in hand and lifted
             for g in w.goals:
                 if w.held_by(g.item) is not None and w.item_bottom(g.item) > CARRY_BOTTOM - 0.02:
                     return not self._misplaced()
