@@ -1,10 +1,12 @@
 """EXP: can an operator see a drop coming? For a policy on pick_place gate seeds, track the named item while a
 gripper holds it (tilt from upright, offset from the tool centre) and report, per outcome, the largest tilt and offset
 while held, and for the items dropped or tipped how long before letting go each was visible.
-Usage: grasp_watch.py EPISODES POLICY_DIR > out.json"""
+Usage: grasp_watch.py EPISODES POLICY_DIR > out.json
+(EXEC_STEPS=k: execute k steps of each chunk, default 5 as deployed)"""
 import collections
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -48,7 +50,7 @@ if __name__ == "__main__":
     model = load_checkpoint(path).model.eval()
     rows = []
     with SimWorld(image_size=model.cfg.image_size) as world:
-        spy = Spy(VLAPolicy(model, 0, seed=0), world)
+        spy = Spy(VLAPolicy(model, 0, seed=0, exec_steps=int(os.environ.get("EXEC_STEPS", 5))), world)
         watch = Watch(world, ScriptedExpert(world), max_interventions=0)
         for i in range(n):
             ro = run_episode(world, "pick_place", GATE_SEED0 + i, actor=spy, operator=watch)

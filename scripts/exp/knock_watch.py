@@ -1,9 +1,11 @@
 """EXP: does a misaligned descent give warning before a policy knocks its item over? Per pick_place gate seed and
 control step, with the named item free: is a tool low beside it (tool centre below the item's top + 1 cm, within 6 cm
 in x-y) without the item between its fingers; and when does the item first tilt past 10 degrees unheld.
-Usage: knock_watch.py EPISODES POLICY_DIR > out.json"""
+Usage: knock_watch.py EPISODES POLICY_DIR > out.json
+(EXEC_STEPS=k: execute k steps of each chunk, default 5 as deployed)"""
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -55,7 +57,7 @@ if __name__ == "__main__":
     model = load_checkpoint(path).model.eval()
     rows = []
     with SimWorld(image_size=model.cfg.image_size) as world:
-        spy = Spy(VLAPolicy(model, 0, seed=0), world)
+        spy = Spy(VLAPolicy(model, 0, seed=0, exec_steps=int(os.environ.get("EXEC_STEPS", 5))), world)
         watch = Watch(world, ScriptedExpert(world), max_interventions=0)
         for i in range(n):
             ro = run_episode(world, "pick_place", GATE_SEED0 + i, actor=spy, operator=watch)

@@ -1,6 +1,7 @@
 """EXP: where the scripted operator's corrections end. A policy runs pick_place gate seeds with the operator; per
 episode: the reasons it took over, and the outcome (success / failure mode of failure_modes.py) with and without it.
-Usage: operator_outcomes.py EPISODES POLICY_DIR > out.json (MISALIGNED_S=s: the operator's misaligned_s, default 0)"""
+Usage: operator_outcomes.py EPISODES POLICY_DIR > out.json
+(MISALIGNED_S=s: the operator's misaligned_s, default 0; EXEC_STEPS=k: execute k steps of each chunk, default 5)"""
 import collections
 import json
 import os
@@ -38,7 +39,7 @@ if __name__ == "__main__":
     model = load_checkpoint(path).model.eval()
     rows, table = [], collections.Counter()
     with SimWorld(image_size=model.cfg.image_size) as world:
-        spy = Spy(VLAPolicy(model, 0, seed=0), world)
+        spy = Spy(VLAPolicy(model, 0, seed=0, exec_steps=int(os.environ.get("EXEC_STEPS", 5))), world)
         op = Logged(world, ScriptedExpert(world), misaligned_s=float(os.environ.get("MISALIGNED_S", 0)))
         for i in range(n):
             seed = GATE_SEED0 + i
