@@ -58,6 +58,7 @@ class Teleop(Node):
         stall_s = float(self.declare_parameter("stall_s", 3.0).value)
         max_corr = float(self.declare_parameter("max_correction_s", 5.0).value)
         max_int = int(self.declare_parameter("max_interventions", 3).value)
+        misaligned_s = float(self.declare_parameter("misaligned_s", 0.0).value)
         if self.backend not in ("scripted", "keyboard", "none"):
             raise ValueError(f"backend must be scripted, keyboard or none, got {self.backend!r}")
         self.scheduler = EpisodeScheduler(
@@ -95,7 +96,7 @@ class Teleop(Node):
             self.world.reset(self.tasks[0], 0)
             self.expert = ScriptedExpert(self.world, noise=0.0, seed=self.base_seed)
             self.operator = ScriptedOperator(self.world, self.expert, stall_s=stall_s, max_correction_s=max_corr,
-                                             max_interventions=max_int)
+                                             max_interventions=max_int, misaligned_s=misaligned_s)
             self.create_subscription(Float64MultiArray, "sim/state", self._on_sim_state, SENSOR_QOS)
 
         self.episode: dict | None = None
