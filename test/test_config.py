@@ -10,6 +10,7 @@ import yaml
 from lwd.app.bench import QUICK, config_from_args
 from lwd.config import from_params, param_defaults
 from lwd.rl.learner import LearnerConfig
+from lwd.sim.operator_config import OperatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ROOT / "src" / "lwd" / "nodes"
@@ -20,6 +21,8 @@ def _declared(node: str) -> set[str]:
     names = set(re.findall(r"declare_parameter\(\s*[\"'](\w+)[\"']", src))
     if node == "learner":
         names |= set(param_defaults(LearnerConfig))
+    if node == "teleop":
+        names |= set(param_defaults(OperatorConfig))
     return names
 
 

@@ -32,6 +32,7 @@ from lwd.policy.checkpoint import latest_version, load_checkpoint, version_dir
 from lwd.rl.fleet_rl import FleetRLConfig
 from lwd.rl.learner import LearnerConfig
 from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
+from lwd.sim.operator_config import OperatorConfig
 from lwd.sim.tasks import default_tasks, get_task
 
 __all__ = ["BenchConfig", "QUICK", "run_bench", "deploy_episode", "long_horizon", "plot_curves"]
@@ -82,7 +83,7 @@ class BenchConfig:
     select_candidates: int = 1
     """Value-guided selection (lwd.rl.selection): a version that publishes a critic (lwd and its variants) acts by
     the best of this many candidate chunks, in the fleet and in evaluation; 1 = off (every algorithm acts alike)."""
-    misaligned_s: float = 0.0
+    misaligned_s: float = OperatorConfig.misaligned_s
     """The scripted operator also takes over when a tool has been low beside the free item, not around it, this
     long (ScriptedOperator.misaligned_s; 0 = off)."""
     images: bool = FleetRLConfig.images

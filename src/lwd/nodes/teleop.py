@@ -14,6 +14,7 @@ from __future__ import annotations
 import select
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 from rclpy.node import Node
@@ -21,6 +22,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
+from lwd.config import from_params, param_defaults
 from lwd.control.episodes import EpisodeScheduler
 from lwd.control.health import OK, WARN, Rejected, check_finite_vector, reorder_joints
 from lwd.nodes.common import (
@@ -36,6 +38,7 @@ from lwd.nodes.common import (
     run_node,
 )
 from lwd.robot import CONTROL_DT, JOINT_NAMES
+from lwd.sim.operator_config import OperatorConfig
 from lwd.sim.tasks import default_tasks
 
 
@@ -55,10 +58,9 @@ class Teleop(Node):
         wait_subscribers = int(self.declare_parameter("wait_for_subscribers", 4).value)
         require_recorder = bool(self.declare_parameter("require_recorder", True).value)
         recorder_timeout_s = float(self.declare_parameter("recorder_timeout_s", 5.0).value)
-        stall_s = float(self.declare_parameter("stall_s", 3.0).value)
-        max_corr = float(self.declare_parameter("max_correction_s", 5.0).value)
-        max_int = int(self.declare_parameter("max_interventions", 3).value)
-        misaligned_s = float(self.declare_parameter("misaligned_s", 0.0).value)
+        # every OperatorConfig field is a parameter with the dataclass default (one source of defaults)
+        operator_cfg = from_params(OperatorConfig, {name: self.declare_parameter(name, default).value
+                                                    for name, default in param_defaults(OperatorConfig).items()})
         if self.backend not in ("scripted", "keyboard", "none"):
             raise ValueError(f"backend must be scripted, keyboard or none, got {self.backend!r}")
         self.scheduler = EpisodeScheduler(
@@ -95,8 +97,7 @@ class Teleop(Node):
             self.world = SimWorld(render=False)
             self.world.reset(self.tasks[0], 0)
             self.expert = ScriptedExpert(self.world, noise=0.0, seed=self.base_seed)
-            self.operator = ScriptedOperator(self.world, self.expert, stall_s=stall_s, max_correction_s=max_corr,
-                                             max_interventions=max_int, misaligned_s=misaligned_s)
+            self.operator = ScriptedOperator(self.world, self.expert, **asdict(operator_cfg))
             self.create_subscription(Float64MultiArray, "sim/state", self._on_sim_state, SENSOR_QOS)
 
         self.episode: dict | None = None

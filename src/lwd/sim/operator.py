@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lwd.sim.expert import CARRY_BOTTOM, TRAVEL_Z, ScriptedExpert
+from lwd.sim.operator_config import OperatorConfig
 from lwd.sim.tasks import CATALOGUE, ITEMS
 from lwd.sim.world import ARMS, CONTROL_DT, SimWorld
 
@@ -58,20 +59,20 @@ class ScriptedOperator:
             needs ~4.5 s per item, and a policy that has not placed one by 6 s rarely does; waiting 10 s left each
             episode few corrective labels on exactly the states that went wrong).
         misaligned_s: take over when a tool has been low beside the free item it should grasp, without the item
-            between its fingers, for this long (0 = off; base scene only). Most items a policy knocks over show this
-            0.1-0.6 s before they tip, and a knocked-over item is one the expert cannot pick up again, so the
-            ``misplaced`` takeover comes too late to correct (docs/learning.md row 60).
+            between its fingers, for this long (0 = off; base scene only): the ``misplaced`` takeover comes after a
+            knock-over, which the expert rarely recovers from. Off by default: at 0.2 s the fleet's episodes succeeded
+            more often but the policy trained on them did worse (docs/learning.md row 60).
     """
 
     def __init__(
         self,
         world: SimWorld,
         expert: ScriptedExpert,
-        stall_s: float = 3.0,
-        max_correction_s: float = 5.0,
-        max_interventions: int = 3,
+        stall_s: float = OperatorConfig.stall_s,
+        max_correction_s: float = OperatorConfig.max_correction_s,
+        max_interventions: int = OperatorConfig.max_interventions,
         no_progress_s: float | None = None,
-        misaligned_s: float = 0.0,
+        misaligned_s: float = OperatorConfig.misaligned_s,
     ) -> None:
         if stall_s <= 0 or max_correction_s <= 0 or max_interventions < 0 or misaligned_s < 0:
             raise ValueError("stall_s and max_correction_s must be > 0, max_interventions and misaligned_s >= 0")
