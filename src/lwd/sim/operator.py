@@ -121,6 +121,7 @@ class ScriptedOperator:
             if self._correction_done(t, prog):
                 self.engaged = False
                 self._t_clock = t
+                self._misaligned_since = None  # its clock restarts too
                 self._hist.clear()
                 self._record(t)
                 return OperatorDecision(False, None, "release", self.reason)
