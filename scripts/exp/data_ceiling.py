@@ -63,5 +63,4 @@ rng = np.random.default_rng(0)
 for i in range(1, steps + 1):
     st = algo.update(buf.gather(buf.sample_indices(64, rng, mask)))
     if i == steps // 2 or i == steps:
-        held_out(model, f"step {i} loss {st['loss/actor']:.4f}", t)
-        model.train()
+        held_out(model, f"step {i} loss {st['loss/actor']:.4f}", t)  # ImageBC.update sets train mode itself
