@@ -494,3 +494,42 @@ def test_image_bc_needs_its_vla():
 
     with pytest.raises(ValueError):
         FilteredBC(ActionExpert(8, 6, 16), 8, 6, BCConfig(images=True))
+
+
+def test_restart_between_rounds_reproduces_the_uninterrupted_run(tiny_store, tmp_path):
+    """A bc benchmark resumed after round 1 publishes the v2 an uninterrupted learner publishes (same streams, the
+    optimizer's moments restored)."""
+    published = []
+    for restart in (False, True):
+        root = tmp_path / f"store{int(restart)}"
+        shutil.copytree(tiny_store, root)
+        store = ExperienceStore(root)
+        cfg = load_checkpoint(root / "policies" / "v0").config
+        learner = Learner(store, _cfg(algo_overrides={}))  # the whole VLA, as the benchmark trains it
+        _fleet_bags(store, cfg, 2, "a")
+        assert learner.poll() == 1
+        if restart:
+            del learner
+            learner = Learner(ExperienceStore(root), _cfg(algo_overrides={}))
+        _fleet_bags(store, cfg, 2, "b")
+        assert learner.poll() == 2
+        published.append(load_checkpoint(root / "policies" / "v2").model.state_dict())
+    a, b = published
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_optimizer_state_that_does_not_fit_is_refused():
+    from lwd.rl.bc import load_optimizer_tensors, optimizer_tensors
+
+    big = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(big.parameters())
+    big(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    state = optimizer_tensors(opt, "opt.")
+    small = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
+    with pytest.raises(ValueError, match="does not fit"):
+        load_optimizer_tensors(small, state, "opt.")
+    again = torch.optim.AdamW(big.parameters())
+    load_optimizer_tensors(again, state, "opt.")
+    torch.testing.assert_close(again.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])

@@ -100,6 +100,29 @@ class ImageBC:
         return {"loss/actor": loss.item(), "grad_norm/actor": gn.item()}
 
 
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat tensors (safetensors holds no nested dicts)."""
+    return {f"{prefix}{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().clone()
+            for i, st in opt.state_dict()["state"].items() for k, v in st.items()}
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, state: dict[str, torch.Tensor], prefix: str) -> None:
+    """Inverse of :func:`optimizer_tensors`; a state without them (a version saved before they were) is left fresh."""
+    per: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in state.items():
+        if key.startswith(prefix):
+            i, _, name = key[len(prefix):].partition(".")
+            per.setdefault(int(i), {})[name] = v
+    if not per:
+        return
+    sd = opt.state_dict()
+    n = sum(len(g["params"]) for g in sd["param_groups"])
+    if max(per) >= n:
+        raise ValueError(f"optimizer state for parameter {max(per)} does not fit an optimizer of {n} parameters")
+    sd["state"] = per
+    opt.load_state_dict(sd)
+
+
 def bc_step(field: nn.Module, opt: torch.optim.Optimizer, batch, correction_weight: float,
             grad_clip: float | None) -> float:
     """One weighted flow-matching step of ``field`` on a feature batch; returns the loss."""
@@ -153,5 +176,12 @@ class FilteredBC(Algorithm):
     def deployed(self) -> nn.Module:
         return self.expert
 
+    def _opt(self) -> torch.optim.Optimizer:
+        return self.image_bc.opt if self.image_bc is not None else self.opt
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {}
+        # AdamW's moments carry over between rounds: saved, so a restarted learner continues as it would have
+        return optimizer_tensors(self._opt(), "opt.")
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        load_optimizer_tensors(self._opt(), state, "opt.")

@@ -152,7 +152,7 @@ class Learner:
         self.cfg = cfg
         self.policies = self.store.root / "policies"
         torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # network initialization; each round's streams are set by _reseed
         self.rng = np.random.default_rng(cfg.seed)
         # The newest *valid* version: corrupt newer ones are quarantined (status() lists them).
         found = latest_valid_checkpoint(self.policies)
@@ -202,6 +202,7 @@ class Learner:
                                       cfg.seed)
         self._selector = selector  # built on first use: it loads a simulator
         self.rounds_done = int(state.get("round", 0))
+        self._reseed()
         self.fleet_counted = int(state.get("fleet_counted", 0))
         self._offline_done = bool(state.get("offline_done", False)) or cfg.offline_updates == 0
         self.total_updates = int(state.get("total_updates", 0))
@@ -221,6 +222,13 @@ class Learner:
                  self.version, self._buffer_steps(), self.rounds_done, self.pending_fleet)
 
     # -- state --------------------------------------------------------------------------------------------------
+    def _reseed(self) -> None:
+        """Random streams keyed by (seed, round), so a learner restarted between rounds draws what an uninterrupted
+        one would."""
+        ss = np.random.SeedSequence([self.cfg.seed, self.rounds_done])
+        self.rng = np.random.default_rng(ss)
+        torch.manual_seed(int(ss.generate_state(1)[0]))
+
     def _feature_vla(self, fv: int, v: int) -> FlowVLA:
         """The frozen VLA the critics read: the one this learner first started from (``fv``), also after a restart,
         so a critic resumed from a checkpoint keeps the view of the states it was trained on; if that version is
@@ -399,6 +407,7 @@ class Learner:
                            **{f"gate/{k}": float(v) for k, v in evidence.items()},
                            **diag})
         self.rounds_done += 1
+        self._reseed()
         self.fleet_counted += episodes
         self.last_accepted = accept
         if not accept:
