@@ -44,8 +44,8 @@ class BCConfig:
     """FilteredBC with ``images``: peak learning rate of the whole VLA, decayed by a cosine to a tenth over each
     round (row 22 of docs/learning.md: 1e-3 cosine, batch 64)."""
     image_warmup: int = 0
-    """ImageBC: linear learning-rate warm-up over the first updates of each round's schedule (a round's AdamW
-    starts at ``image_lr`` from fresh moments)."""
+    """ImageBC: linear learning-rate warm-up over the first updates of each round's schedule (each round's
+    schedule restarts AdamW at ``image_lr``; its moments carry over from the round before)."""
     image_batch: int = 64
     """FilteredBC with ``images``: image batch (an image step costs ~75 ms at 64 on one core)."""
     images: bool = True
