@@ -2,7 +2,8 @@
 
 v0 (a small VLA) is pretrained on demos whose gripper never closes, so it never grasps; the fleet's operator
 corrections close it. The round must lift held-out autonomous success so that the 95% Wilson intervals of v0 and
-v1 do not overlap. Held for learner seeds 0-4 before it was kept (docs/learning.md row 47); ~3 min on 2 cores.
+v1 do not overlap. Held for learner seeds 0-4 before it was kept, and again once the learner's random streams were
+keyed by round (docs/learning.md row 47 and section 4); ~3 min on 2 cores.
 """
 
 from __future__ import annotations
