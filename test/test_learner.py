@@ -530,6 +530,9 @@ def test_optimizer_state_that_does_not_fit_is_refused():
     small = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
     with pytest.raises(ValueError, match="does not fit"):
         load_optimizer_tensors(small, state, "opt.")
+    other = torch.optim.AdamW(torch.nn.Linear(4, 2).parameters())  # as many parameters, other shapes
+    with pytest.raises(ValueError, match="does not fit"):
+        load_optimizer_tensors(other, state, "opt.")
     again = torch.optim.AdamW(big.parameters())
     load_optimizer_tensors(again, state, "opt.")
     torch.testing.assert_close(again.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])

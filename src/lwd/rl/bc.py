@@ -115,10 +115,13 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, state: dict[str, torch.Te
             per.setdefault(int(i), {})[name] = v
     if not per:
         return
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, st in per.items():
+        moments = [v.shape for k, v in st.items() if k.startswith("exp_avg")]
+        if i >= len(params) or any(m != params[i].shape for m in moments):
+            raise ValueError(f"optimizer state for parameter {i} does not fit an optimizer of {len(params)} "
+                             "parameters (saved by another learner configuration?)")
     sd = opt.state_dict()
-    n = sum(len(g["params"]) for g in sd["param_groups"])
-    if max(per) >= n:
-        raise ValueError(f"optimizer state for parameter {max(per)} does not fit an optimizer of {n} parameters")
     sd["state"] = per
     opt.load_state_dict(sd)
 
