@@ -496,21 +496,31 @@ def test_image_bc_needs_its_vla():
         FilteredBC(ActionExpert(8, 6, 16), 8, 6, BCConfig(images=True))
 
 
-def test_restart_between_rounds_reproduces_the_uninterrupted_run(tiny_store, tmp_path):
-    """A bc benchmark resumed after round 1 publishes the v2 an uninterrupted learner publishes (same streams, the
-    optimizer's moments restored)."""
+_RESTART_CASES = {
+    "bc": {},  # the whole VLA, as the benchmark trains it
+    "lwd": {"images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3,
+            "critic_refit": 2, "tilt_guard": False},
+    "lwd_features": {"images": False, "critic_batch": 8, "actor_batch": 4, "batch_size": 8},
+}
+
+
+@pytest.mark.parametrize("case", sorted(_RESTART_CASES))
+def test_restart_between_rounds_reproduces_the_uninterrupted_run(tiny_store, tmp_path, case):
+    """A learner resumed after round 1 publishes the v2 an uninterrupted learner publishes (same streams; every
+    optimizer's moments restored: bc's, and lwd's critic, reference and actor)."""
+    kw = dict(algo=case.split("_")[0], algo_overrides=_RESTART_CASES[case])
     published = []
     for restart in (False, True):
         root = tmp_path / f"store{int(restart)}"
         shutil.copytree(tiny_store, root)
         store = ExperienceStore(root)
         cfg = load_checkpoint(root / "policies" / "v0").config
-        learner = Learner(store, _cfg(algo_overrides={}))  # the whole VLA, as the benchmark trains it
+        learner = Learner(store, _cfg(**kw))
         _fleet_bags(store, cfg, 2, "a")
         assert learner.poll() == 1
         if restart:
             del learner
-            learner = Learner(ExperienceStore(root), _cfg(algo_overrides={}))
+            learner = Learner(ExperienceStore(root), _cfg(**kw))
         _fleet_bags(store, cfg, 2, "b")
         assert learner.poll() == 2
         published.append(load_checkpoint(root / "policies" / "v2").model.state_dict())

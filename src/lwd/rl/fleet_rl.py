@@ -29,7 +29,7 @@ from torch import nn
 from lwd.policy.flow import sample_euler
 from lwd.rl.awr import AWR, AWRConfig
 from lwd.rl.base import Algorithm
-from lwd.rl.bc import bc_step
+from lwd.rl.bc import bc_step, load_optimizer_tensors, optimizer_tensors
 from lwd.rl.divl import DIVL, DIVLConfig
 from lwd.rl.iql import IQL, IQLConfig
 from lwd.rl.nets import soft_update
@@ -275,8 +275,23 @@ class FleetRL(Algorithm):
     def v_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic.v(obs)
 
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers whose moments carry over between rounds (the image-mode tilt clears its own each round)."""
+        opts = {"opt.q.": self.critic.q_opt, "opt.v.": self.critic.v_opt}
+        if self.ref_bc is not None:
+            opts["opt.ref."] = self.ref_bc.opt
+            return opts
+        if self.base is not None:
+            opts["opt.base."] = self.base_opt
+        opts["opt.actor."] = self.extractor.actor_opt if self.extractor_kind == "qam" else self.extractor.opt
+        return opts
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
+        # the moments and the actor's every-k-th-update phase, so a restarted learner continues as it would have
+        for prefix, opt in self._optimizers().items():
+            out.update(optimizer_tensors(opt, prefix))
+        out["num_updates"] = torch.tensor(self.num_updates)
         if self.ref_bc is not None:
             out.update({f"ref.{k}": v for k, v in self.ref_bc.model.state_dict().items()})
             return out
@@ -299,5 +314,9 @@ class FleetRL(Algorithm):
             elif self.base is not None:
                 self.base.load_state_dict(part("base."))
                 self.extractor.base_target.load_state_dict(part("base_target.") or part("base."))
-        except RuntimeError as e:
+            for prefix, opt in self._optimizers().items():
+                load_optimizer_tensors(opt, state, prefix)
+            if "num_updates" in state:
+                self.num_updates = int(state["num_updates"])
+        except (RuntimeError, ValueError) as e:
             raise ValueError(f"{self.name}: learner state does not fit: {e}") from None
