@@ -153,7 +153,6 @@ class Learner:
         self.policies = self.store.root / "policies"
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # network initialization; each round's streams are set by _reseed
-        self.rng = np.random.default_rng(cfg.seed)
         # The newest *valid* version: corrupt newer ones are quarantined (status() lists them).
         found = latest_valid_checkpoint(self.policies)
         ckpt = found.checkpoint
