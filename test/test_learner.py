@@ -274,6 +274,15 @@ def test_background_updates_while_waiting(tiny_store, tmp_path):
     learner = Learner(ExperienceStore(root), _cfg(min_new_episodes=5, background_updates=3))
     assert learner.poll() is None and learner.poll() is None
     assert learner.total_updates == 6 and list_versions(root / "policies") == [0]  # trains, publishes nothing
+    assert learner.busy and learner.poll_delay(2.0) == 0.0  # learning: the node polls again at once
+
+
+def test_poll_delay_waits_only_when_there_is_nothing_to_train(tiny_store, tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    learner = Learner(ExperienceStore(root), _cfg(min_new_episodes=5, background_updates=0))
+    assert learner.poll() is None and learner.total_updates == 0
+    assert not learner.busy and learner.poll_delay(2.0) == 2.0
 
 
 def test_background_updates_count_toward_the_round(tiny_store, tmp_path):

@@ -46,14 +46,17 @@ class LearnerNode(Node):
         self.status_pub.publish(String(data=json.dumps(status)))
 
     def _loop(self) -> None:
-        while not self.stop.wait(self.poll_s):
+        delay = self.poll_s
+        while not self.stop.wait(delay):
             rounds = self.learner.rounds_done
             try:
                 version = self.learner.poll()
             except Exception as e:  # noqa: BLE001 - log, keep serving the current policy, retry next poll
                 self.get_logger().error(f"learner update failed: {type(e).__name__}: {e}")
                 self._publish_status(error=f"{type(e).__name__}: {e}")  # visible to the fleet and operators
+                delay = self.poll_s
                 continue
+            delay = self.learner.poll_delay(self.poll_s)
             if version is not None:
                 self._announce()
             if self.learner.rounds_done != rounds:
