@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -250,3 +251,42 @@ def test_asynchronous_robots_work_on_without_waiting_for_the_learner(tiny_store,
             assert all(json.loads(p.read_text())["policy_versions"] == [0] for p in done)
         finally:
             interrupt(proc, 40)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_stopping_the_demo_stops_its_fleet(tiny_store, tmp_path, sig):
+    """Ctrl-C or ``kill`` on ``lwd demo`` stops the fleet it launched (in its own session, so no signal reaches it
+    otherwise) and still writes the summary. SIGTERM used to kill the demo alone and leave the fleet's eleven nodes
+    running beside the next job."""
+    env = ros_env(tmp_path)
+    env["ROS_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "lwd.cli", "demo", "--quick", "--robots", "1",
+                             "--pretrained", str(tiny_store), "--out", str(out), "--eval-episodes", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    nodes: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:  # robot nodes + learner up
+            nodes = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)
+                     if any("lwd/" in a for a in c.cmdline()[:2])}
+            if len(nodes) >= 6:
+                break
+            time.sleep(0.5)
+        assert len(nodes) >= 6, f"{len(nodes)} fleet nodes up"
+        time.sleep(3.0)
+        proc.send_signal(sig)
+        text, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and "error: interrupted" in text, text[-3000:]
+    assert (out / "summary.json").exists()
+    deadline = time.monotonic() + 10
+    left = nodes
+    while time.monotonic() < deadline and left:
+        left = {p for p in nodes if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"}
+        time.sleep(0.2)
+    for p in left:  # do not leak them into the rest of the suite
+        psutil.Process(p).kill()
+    assert not left, f"fleet processes left behind: {sorted(left)}"

@@ -8,6 +8,7 @@ rounds are asynchronous: the robots never wait for the learner, which learns whi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -309,7 +311,30 @@ def _stop(proc: subprocess.Popen, log) -> None:
             log(f"fleet did not stop on {sig.name}; escalating")
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a CI timeout) unwinds like Ctrl-C, so the fleet's process group is stopped instead of
+    left running beside the next job (the fleet runs in its own session: no signal reaches it otherwise)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_demo(cfg: DemoConfig, log=print) -> dict:
+    with _sigterm_as_interrupt():
+        return _run_demo(cfg, log)
+
+
+def _run_demo(cfg: DemoConfig, log) -> dict:
     out = Path(cfg.out).resolve()
     store_root = out / "store"
     if store_root.exists():
