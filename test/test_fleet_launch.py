@@ -264,29 +264,27 @@ def test_stopping_the_demo_stops_its_fleet(tiny_store, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "lwd.cli", "demo", "--quick", "--robots", "1",
                              "--pretrained", str(tiny_store), "--out", str(out), "--eval-episodes", "0"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    nodes: set[int] = set()
+    fleet: list[psutil.Process] = []  # the launch process and its nodes
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:  # robot nodes + learner up
-            nodes = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)
-                     if any("lwd/" in a for a in c.cmdline()[:2])}
-            if len(nodes) >= 6:
+            fleet = psutil.Process(proc.pid).children(recursive=True)
+            if sum(any("lwd/" in a for a in c.cmdline()[:2]) for c in fleet) >= 6:
                 break
             time.sleep(0.5)
-        assert len(nodes) >= 6, f"{len(nodes)} fleet nodes up"
+        assert len(fleet) >= 7, f"{len(fleet)} fleet processes up"
         time.sleep(3.0)
         proc.send_signal(sig)
         text, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 1 and "error: interrupted" in text, text[-3000:]
+        assert (out / "summary.json").exists()
+        _, left = psutil.wait_procs(fleet, timeout=10)
+        assert not left, f"fleet processes left behind: {[p.pid for p in left]}"
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1 and "error: interrupted" in text, text[-3000:]
-    assert (out / "summary.json").exists()
-    deadline = time.monotonic() + 10
-    left = nodes
-    while time.monotonic() < deadline and left:
-        left = {p for p in nodes if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"}
-        time.sleep(0.2)
-    for p in left:  # do not leak them into the rest of the suite
-        psutil.Process(p).kill()
-    assert not left, f"fleet processes left behind: {sorted(left)}"
+        for p in fleet:  # whatever happened, leak nothing into the rest of the suite
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
