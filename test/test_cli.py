@@ -42,3 +42,21 @@ def test_summarize_groups_asynchronous_episodes_by_the_version_they_started_on()
     rounds = summarize(recs, robots=2, episodes_per_round=2, by_version=True)
     assert [(r["round"], r["episodes"]) for r in rounds] == [(0, 4), (2, 2)]
     assert rounds[0]["success_rate"] == 0.75 and rounds[1]["autonomous_success_rate"] == 0.5
+
+
+def test_learner_log_counts_every_update_of_a_round(tmp_path):
+    """The demo's learner rows: a round's background updates (made while the robots work) count toward its rate,
+    not only the online remainder (an asynchronous round that the robots bound has none)."""
+    from lwd.app.demo import learner_log
+
+    rows = [{"time": 0.0, "phase": "offline", "updates": 30, "perf/train_s": 3.0},
+            {"time": 10.0, "phase": "background", "updates": 80, "perf/train_s": 2.0},
+            {"time": 20.0, "phase": "gate", "updates": 80, "version": 0, "gate/accepted": 1.0},
+            {"time": 30.0, "phase": "background", "updates": 130, "perf/train_s": 5.0},
+            {"time": 40.0, "phase": "online", "updates": 150, "perf/train_s": 1.0},
+            {"time": 50.0, "phase": "gate", "updates": 150, "version": 1, "gate/accepted": 0.0}]
+    (tmp_path / "learner").mkdir()
+    (tmp_path / "learner" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = learner_log(tmp_path)
+    assert [(r["version_before"], r["accepted"], r["updates"], r["round_s"], r["updates_per_s"]) for r in got] == [
+        (0, True, 80, 20.0, 16.0), (1, False, 70, 30.0, 11.67)]

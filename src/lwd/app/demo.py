@@ -151,19 +151,26 @@ def summarize(records, robots: int, episodes_per_round: int, by_version: bool = 
 
 
 def learner_log(store_root: Path) -> list[dict]:
-    """One row per learner round: gate decision and evidence, update rate, the version it served."""
+    """One row per learner round: gate decision and evidence, the round's updates and wall time, the learner's
+    update rate over them (background updates while the robots work included), the version it served."""
     path = Path(store_root) / "learner" / "metrics.jsonl"
     if not path.exists():
         return []
-    rows, last_online = [], {}
+    rows: list[dict] = []
+    prev_updates, n, train_s, t0 = 0, 0, 0.0, None
     for line in path.read_text().splitlines():
         d = json.loads(line)
-        if d["phase"] == "online":
-            last_online = d
+        t0 = d["time"] if t0 is None else t0
+        if "perf/train_s" in d:  # offline, background and online training
+            n += d["updates"] - prev_updates
+            train_s += d["perf/train_s"]
+            prev_updates = d["updates"]
         elif d["phase"] == "gate":
             rows.append({"version_before": d["version"], "accepted": bool(d.get("gate/accepted")),
                          **{k[5:]: v for k, v in d.items() if k.startswith("gate/") and k != "gate/accepted"},
-                         "updates_per_s": last_online.get("perf/updates_per_s")})
+                         "updates": n, "round_s": round(d["time"] - t0, 1),
+                         "updates_per_s": round(n / train_s, 2) if train_s > 0 else None})
+            n, train_s, t0 = 0, 0.0, d["time"]
     return rows
 
 
