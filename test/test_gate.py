@@ -11,9 +11,13 @@ def _gate(scores: dict[str, int], **kw) -> SimGate:
     return gate
 
 
-@pytest.mark.parametrize("cand,dep,tol,accept", [(7, 5, 0.0, True), (5, 5, 0.0, True), (4, 5, 0.0, False),
-                                                 (4, 5, 0.05, True), (3, 5, 0.05, False)])
-def test_promotion_accepts_a_candidate_no_worse_than_deployed_within_tolerance(cand, dep, tol, accept):
+@pytest.mark.parametrize("cand,dep,tol,accept", [(7, 5, 0.0, True), (5, 5, 0.0, True), (2, 5, 0.0, True),
+                                                 (1, 5, 0.0, True), (0, 5, 0.0, False), (2, 10, 0.0, False),
+                                                 (0, 5, 0.06, True), (2, 10, 0.1, False), (2, 10, 0.13, True)])
+def test_promotion_rejects_a_candidate_only_when_the_rollouts_show_it_worse(cand, dep, tol, accept):
+    """Rejected when the deployed rate (of 30) lies above the candidate's 95% Wilson upper bound (+ tolerance):
+    0/30 -> 11.3%, 1/30 -> 16.7%, 2/30 -> 21.3%. Rejecting every lower score kept a demo fleet on v0 after 1/10
+    against 2/10 (docs/learning.md row 67)."""
     gate = _gate({"c": cand, "d": dep}, tolerance=tol)
     ok, ev = gate.decide("c", "d", "v1")
     assert ok == accept

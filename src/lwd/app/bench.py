@@ -65,7 +65,7 @@ class BenchConfig:
     pretrain_steps: int = 6000
     exec_steps: int = 5
     gate: str = "sim"
-    gate_episodes: int = 10
+    gate_episodes: int = LearnerConfig.gate_episodes
     variation: float = 1.0
     """Item pose spread of the fleet's and the evaluation's scenes (1.0 = deployment, lwd.sim.world.ITEM_SPREAD;
     smaller is an easier setting). The gate and rollout selection always run at deployment."""

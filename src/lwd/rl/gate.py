@@ -1,10 +1,12 @@
 """Promotion gates: should the learner publish its candidate?
 
 * :class:`SimGate` — for the simulated fleet: autonomous rollouts of the candidate and of the deployed policy on
-  fixed gate seeds (disjoint from training and evaluation seeds); the candidate is published when it succeeds at
-  least as often as the deployed one, minus ``tolerance`` (a fraction of the gate episodes). With
-  ``must_show_better`` the deployed one is the default instead: the candidate wins only when the lower end of its 95%
-  Wilson interval is above the deployed one's success rate (ties and noise keep the deployed one).
+  fixed gate seeds (disjoint from training and evaluation seeds); the candidate is published unless the rollouts
+  show it worse: rejected only when the deployed one's success rate lies above the upper end of the candidate's 95%
+  Wilson interval, plus ``tolerance`` (a fraction of the gate episodes). Rejecting whenever the candidate scored
+  lower turned coin flips into lost rounds: 1/10 against 2/10 kept a demo fleet on v0 (docs/learning.md rows 37,
+  67). With ``must_show_better`` the deployed one is the default instead: the candidate wins only when the lower end
+  of its 95% Wilson interval is above the deployed one's success rate (ties and noise keep the deployed one).
 * :class:`AcceptAll` — for real fleets until canary deployments exist: every candidate is published.
 
 A gate's decision is evidence about success, not a critic margin: a critic that is still fitting cannot veto or
@@ -74,12 +76,13 @@ class SimGate(Gate):
         cand = self._score(candidate)
         n = self.episodes * len(self.tasks)
         c, d = sum(cand.values()), sum(dep.values())
-        if self.must_show_better:
-            from lwd.sim.evaluate import wilson
+        from lwd.sim.evaluate import wilson
 
-            accept = wilson(c, n)[0] > d / n
+        low, high = wilson(c, n)
+        if self.must_show_better:
+            accept = low > d / n
         else:
-            accept = c >= d - self.tolerance * n
+            accept = d / n <= high + self.tolerance + 1e-9  # no evidence that the candidate is worse
         evidence = {"candidate_success": c / n, "deployed_success": d / n, "episodes": float(n)}
         evidence.update({f"candidate/{t}": k / self.episodes for t, k in cand.items()})
         evidence.update({f"deployed/{t}": k / self.episodes for t, k in dep.items()})

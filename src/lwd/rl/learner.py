@@ -83,8 +83,8 @@ class LearnerConfig:
     buffer too; 0 = every step equally likely, so 10 fleet episodes per task are a small share beside 72 demos."""
     gate: str = "sim"
     """Promotion gate: 'sim' (rollouts of candidate vs deployed on gate seeds) or 'none' (publish every round)."""
-    gate_episodes: int = 10
-    """Gate rollouts per task and policy."""
+    gate_episodes: int = 30
+    """Gate rollouts per task and policy (the deployed one's are cached: each round rolls out its candidate)."""
     select_episodes: int = 30
     """Rollouts per task and policy (on the gate seeds, in simulation) that choose between the round's candidate and
     the algorithm's alternative by autonomous success (lwd: the tilted policy vs its untilted reference; the
@@ -92,7 +92,8 @@ class LearnerConfig:
     the algorithm's candidate (real fleets, like gate 'none'). The critic rates its own tilt higher by construction:
     on the same 100 held-out seeds a kept tilt scored 20% against its reference's 41% (docs/learning.md row 33)."""
     gate_tolerance: float = 0.0
-    """Publish when the candidate's gate success >= the deployed one's minus this fraction."""
+    """Extra slack of the sim gate: reject only when the deployed one's gate success is above the upper end of the
+    candidate's 95% Wilson interval by more than this fraction."""
     tasks: tuple[str, ...] = default_tasks()
     """Tasks the gate evaluates."""
     exec_steps: int = 5
