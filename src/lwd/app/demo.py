@@ -57,8 +57,8 @@ class DemoConfig:
     time_limit_scale: float = 1.0
     seed: int = 0
     timeout_min: float = 120.0
-    """Give up on the fleet (and skip the evaluation) after this long. Its two rounds took 52 min on a slower host
-    of this 2-core pool (the learner at ~4 updates/s beside the robots), 28 min on another."""
+    """Give up on the fleet (and skip the evaluation) after this long. Its two rounds took 18 min on this 2-core box
+    (docs/learning.md row 67; 52 min on a slow host before the learner stopped idling between polls)."""
     eval_episodes: int = 200
     """Autonomous evaluation (no operator) of every published version on this many held-out seeds per task. A
     ~15-point rise needs ~200: on 100 the asynchronous demo's v0 14% [9%, 22%] and v2 29% [21%, 39%] still touched,
