@@ -319,9 +319,11 @@ def _stop(proc: subprocess.Popen, log) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (``kill``, a CI timeout) unwinds like Ctrl-C, so the fleet's process group is stopped instead of
-    left running beside the next job (the fleet runs in its own session: no signal reaches it otherwise)."""
+def _signals_as_interrupt():
+    """SIGINT and SIGTERM (Ctrl-C, ``kill``, a CI timeout) unwind the demo, so the fleet's process group is stopped
+    instead of left running beside the next job (the fleet runs in its own session: no signal reaches it otherwise).
+    SIGINT too, because a demo started in the background by a script inherits it ignored and ``kill -INT`` did
+    nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -329,15 +331,16 @@ def _sigterm_as_interrupt():
     def raise_interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_demo(cfg: DemoConfig, log=print) -> dict:
-    with _sigterm_as_interrupt():
+    with _signals_as_interrupt():
         return _run_demo(cfg, log)
 
 

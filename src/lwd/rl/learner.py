@@ -332,6 +332,7 @@ class Learner:
             # a trained critic on held-out data (ingesting first scored the untrained one: AUC 0.56 for every critic).
             self._train(self.cfg.offline_updates, "offline")
             self._offline_done = True
+            self.busy = True
             self._save_state()
         self.ingest_new()
         if self.pending_fleet < self.cfg.min_new_episodes:
