@@ -117,6 +117,33 @@ def test_one_algorithm_runs_its_rollouts_in_the_workers_with_the_same_numbers(tm
     assert rows[2][1]["eval"]["pick_place"]["episodes"] == 3 and rows[2][1]["fleet"]["episodes"] == 3
 
 
+def test_algorithms_in_the_pool_report_whole_run_progress(tmp_path):
+    """Two algorithms on 2 workers: the parent logs each one's end with the run's ETA (a worker's own line knows
+    only its algorithm's rounds), and the results keep the requested order."""
+    from lwd.app.bench import BenchConfig, run_bench
+    from lwd.rl.pretrain import PretrainConfig, pretrain
+
+    base = tmp_path / "v0"
+    pretrain(base, PretrainConfig(tasks=("pick_place",), demos_per_task=1, steps=3, batch_size=8, image_size=32,
+                                  vision_channels=4, cond_dim=32, hidden=32), progress=False)
+    lines = []
+    summary = run_bench(BenchConfig(
+        out=tmp_path / "b", algos=("pretrain_more", "bc"), rounds=1, episodes_per_round=1, updates_per_round=1,
+        offline_updates=0, eval_episodes=1, tasks=("pick_place",), pretrained=base, gate="none", variation=0.25,
+        workers=2), log=lines.append)
+    done = [x for x in lines if "algorithms done" in x]
+    assert len(done) == 2 and "1/2" in done[0] and "ETA" in done[0] and "2/2" in done[1] and "ETA" not in done[1]
+    assert list(summary["results"]) == ["pretrain_more", "bc"]
+
+
+def test_run_eta_scales_the_time_spent_so_far():
+    from lwd.app.bench import run_eta
+
+    assert run_eta(600.0, 2, 6) == 1200.0 and run_eta(600.0, 6, 6) == 0.0
+    with pytest.raises(ValueError):
+        run_eta(10.0, 0, 6)
+
+
 def test_image_lr_reaches_every_algorithm_and_names_the_run(tmp_path):
     from lwd.app.bench import BenchConfig, _check_resume, _overrides
     from lwd.rl.algorithms import ALGORITHMS, algorithm_config

@@ -250,8 +250,8 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
                   + ", ".join(f"{t} {x['success']:.0%} [{x['ci_low']:.0%}-{x['ci_high']:.0%}]" for t, x in ev.items())
                   + f" | fleet {row['fleet']['success_with_operator']:.0%} with operator, "
                   f"{row['fleet']['interventions_per_episode']:.2f} interventions/ep | gate "
-                  f"{'accepted' if new is not None else 'rejected'} | {time.time() - t0:.0f}s, ETA {eta / 60:.0f} min",
-                  flush=True)
+                  f"{'accepted' if new is not None else 'rejected'} | {time.time() - t0:.0f}s, {algo} done in "
+                  f"~{eta / 60:.0f} min", flush=True)
     return rows
 
 
@@ -377,6 +377,14 @@ def _pool_eval(pool, ckpt: Path, cfg: BenchConfig) -> dict:
     return out
 
 
+def run_eta(elapsed_s: float, done: int, total: int) -> float:
+    """Seconds left for ``total`` algorithms when ``done`` of them took ``elapsed_s`` on the worker pool: the pool
+    stays as busy as it was (each worker's own log gives only its algorithm's remaining rounds)."""
+    if not 0 < done <= total:
+        raise ValueError(f"need 0 < done <= total, got {done} of {total}")
+    return elapsed_s * (total - done) / done
+
+
 def _worker(args) -> tuple[str, list[dict]]:
     cfg, algo, base, v0_eval = args
     return algo, run_algo(cfg, algo, base, v0_eval)
@@ -448,8 +456,15 @@ def run_bench(cfg: BenchConfig, log=print, command: str | None = None) -> dict:
         with mp.get_context("spawn").Pool(cfg.workers) as pool:
             results = {cfg.algos[0]: run_algo(cfg, cfg.algos[0], base, v0_eval, pool)}
     elif cfg.workers > 1:
+        results = {}
+        t_algos = time.time()
         with mp.get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
-            results = dict(pool.imap_unordered(_worker, jobs))
+            for algo, rows in pool.imap_unordered(_worker, jobs):
+                results[algo] = rows
+                elapsed = time.time() - t_algos
+                log(f"[bench] {len(results)}/{len(jobs)} algorithms done after {elapsed / 60:.0f} min"
+                    + (f", ETA ~{run_eta(elapsed, len(results), len(jobs)) / 60:.0f} min" if len(results) < len(jobs)
+                       else ""))
     else:
         results = dict(_worker(j) for j in jobs)
     results = {a: results[a] for a in cfg.algos}
