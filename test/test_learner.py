@@ -497,6 +497,32 @@ def test_rollouts_choose_between_the_tilt_and_its_reference(tiny_store, tmp_path
     assert bc.poll() == 1 and bc_selector.calls == 0
 
 
+def test_lwd_reference_replays_bc_draws_so_a_vetoed_tilt_publishes_bc(tiny_store, tmp_path):
+    """Common random numbers: lwd's BC reference draws bc's batches, shifts and flow noise although its critic and
+    tilt draw in between, so when rollouts keep the reference, lwd publishes bc's VLA bit for bit, round after
+    round (an lwd-vs-bc difference in one run is then lwd's own, not a second learner seed's)."""
+    lwd_kw = {"images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3,
+              "critic_refit": 2, "tilt_guard": False}
+    runs = {}
+    for algo, overrides, selector in (("bc", {"images": True, "image_batch": 8}, None),
+                                      ("lwd", lwd_kw, _Gate(accept=False))):  # accept=False: keep the reference
+        root = tmp_path / algo
+        shutil.copytree(tiny_store, root)
+        store = ExperienceStore(root)
+        cfg = load_checkpoint(root / "policies" / "v0").config
+        learner = Learner(store, _cfg(algo=algo, select_episodes=2 if selector else 0, algo_overrides=overrides),
+                          selector=selector)
+        for r, tag in enumerate("ab", start=1):
+            _fleet_bags(store, cfg, 2, tag)
+            assert learner.poll() == r
+        runs[algo] = [load_checkpoint(root / "policies" / f"v{v}").model.state_dict() for v in (1, 2)]
+    for bc, lwd in zip(runs["bc"], runs["lwd"], strict=True):
+        for k in bc:
+            torch.testing.assert_close(lwd[k], bc[k], rtol=0, atol=0, msg=k)
+    v0 = load_checkpoint(tiny_store / "policies" / "v0").model.state_dict()
+    assert any(not torch.equal(v0[k], runs["bc"][1][k]) for k in v0)  # they learned, alike
+
+
 def test_image_bc_needs_its_vla():
     from lwd.policy.model import ActionExpert
     from lwd.rl.bc import BCConfig, FilteredBC

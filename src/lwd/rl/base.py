@@ -8,13 +8,16 @@ action expert (and whatever critics or behaviour flows it needs) and saves/resto
 from __future__ import annotations
 
 import abc
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Algorithm", "random_shift"]
+__all__ = ["Algorithm", "ReplayedStreams", "random_shift"]
 
 
 def random_shift(image: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -29,6 +32,41 @@ def random_shift(image: torch.Tensor, pad: int = 4, generator: torch.Generator |
     bi = torch.arange(b)[:, None, None].expand(b, s, s)
     out = x.permute(0, 2, 3, 1)[bi, rows, cols]
     return out.round().clamp(0, 255).to(torch.uint8)
+
+
+class ReplayedStreams:
+    """The random draws a learner running filtered BC alone would make, replayed for a BC reference trained inside
+    another algorithm (common random numbers). The learner reseeds its streams at every round; at the first update
+    after that, the reference forks a copy of the numpy generator and of torch's CPU generator and from then on draws
+    only from the copies, so the critic's and the extractor's draws in between do not shift its batches, shifts and
+    flow noise. lwd's reference then equals bc's update for update, and an lwd run differs from bc's on the same
+    seeds only by what lwd adds (a kept tilt, value-guided selection), not by another draw of BC's ~12-point
+    learner-seed noise (docs/learning.md rows 33, 63). CUDA generators are not replayed: on a GPU the two only share
+    their index draws."""
+
+    def __init__(self) -> None:
+        self._source: np.random.Generator | None = None
+        self.rng: np.random.Generator | None = None
+        self._torch: torch.Tensor | None = None
+
+    def follow(self, rng: np.random.Generator) -> np.random.Generator:
+        """Call first in every update with the learner's generator; returns the reference's numpy stream."""
+        if rng is not self._source:  # a reseed (a new round, or a restarted learner): fork its streams afresh
+            self._source, self.rng, self._torch = rng, copy.deepcopy(rng), torch.get_rng_state()
+        return self.rng
+
+    @contextmanager
+    def torch_stream(self) -> Iterator[None]:
+        """Run the reference's step on its own torch CPU stream, restoring the learner's afterwards."""
+        if self._torch is None:
+            raise RuntimeError("ReplayedStreams.follow() must come first")
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self._torch)
+        try:
+            yield
+        finally:
+            self._torch = torch.get_rng_state()
+            torch.set_rng_state(outer)
 
 
 class Algorithm(abc.ABC):

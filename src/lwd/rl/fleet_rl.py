@@ -28,7 +28,7 @@ from torch import nn
 
 from lwd.policy.flow import sample_euler
 from lwd.rl.awr import AWR, AWRConfig
-from lwd.rl.base import Algorithm
+from lwd.rl.base import Algorithm, ReplayedStreams
 from lwd.rl.bc import bc_step, load_optimizer_tensors, optimizer_tensors
 from lwd.rl.divl import DIVL, DIVLConfig
 from lwd.rl.iql import IQL, IQLConfig
@@ -125,6 +125,7 @@ class FleetRL(Algorithm):
                 raise ValueError("FleetRLConfig.images needs the deployed VLA whose action expert this is")
             ref = copy.deepcopy(model).requires_grad_(True)
             self.ref_bc = ImageBC(ref, BCConfig(lr=cfg.image_lr, correction_weight=cfg.correction_weight))
+            self._ref_streams = ReplayedStreams()  # the reference draws what bc draws: paired comparisons
             self.trains_encoder = True
         if cfg.critic_features not in ("frozen", "reference"):
             raise ValueError(f"critic_features must be 'frozen' or 'reference', got {cfg.critic_features!r}")
@@ -162,11 +163,13 @@ class FleetRL(Algorithm):
 
     def update(self, buffer, rng: np.random.Generator) -> dict[str, float]:
         cfg = self.cfg
+        ref_rng = self._ref_streams.follow(rng) if self.ref_bc is not None else None
         b, stats = self._critic_step(buffer, rng)
         if self.ref_bc is not None:  # the whole reference VLA on images; the tilt comes at the round's end
-            idx = buffer.sample_indices(cfg.image_batch, rng,
+            idx = buffer.sample_indices(cfg.image_batch, ref_rng,
                                         buffer.cached_mask("filtered_bc", lambda buf: buf.filtered_bc_mask()))
-            stats["loss/base_bc"] = self.ref_bc.update(buffer.gather(idx))["loss/actor"]
+            with self._ref_streams.torch_stream():
+                stats["loss/base_bc"] = self.ref_bc.update(buffer.gather(idx))["loss/actor"]
             self.num_updates += 1
             return stats
         if self.base is not None:
