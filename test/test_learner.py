@@ -523,6 +523,29 @@ def test_lwd_reference_replays_bc_draws_so_a_vetoed_tilt_publishes_bc(tiny_store
     assert any(not torch.equal(v0[k], runs["bc"][1][k]) for k in v0)  # they learned, alike
 
 
+def test_replayed_streams_fork_at_each_reseed_and_leave_the_learner_streams_alone():
+    from lwd.rl.base import ReplayedStreams
+
+    streams = ReplayedStreams()
+    with pytest.raises(RuntimeError):
+        with streams.torch_stream():
+            pass
+    torch.manual_seed(7)
+    rng = np.random.default_rng(7)
+    expected_np, expected_torch = np.random.default_rng(7).integers(0, 100, 3), torch.rand(3)
+    torch.manual_seed(7)
+    mine = streams.follow(rng)
+    rng.integers(0, 100, 5)  # the learner's own draws in between shift nothing of the replayed stream
+    torch.rand(5)
+    outer = torch.get_rng_state()
+    with streams.torch_stream():
+        got_torch = torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), outer)  # the learner's torch stream continues where it was
+    assert streams.follow(rng) is mine and np.array_equal(mine.integers(0, 100, 3), expected_np)
+    assert torch.equal(got_torch, expected_torch)
+    assert streams.follow(np.random.default_rng(8)) is not mine  # a reseed forks afresh
+
+
 def test_image_bc_needs_its_vla():
     from lwd.policy.model import ActionExpert
     from lwd.rl.bc import BCConfig, FilteredBC
