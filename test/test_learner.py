@@ -497,14 +497,15 @@ def test_rollouts_choose_between_the_tilt_and_its_reference(tiny_store, tmp_path
     assert bc.poll() == 1 and bc_selector.calls == 0
 
 
-def test_lwd_reference_replays_bc_draws_so_a_vetoed_tilt_publishes_bc(tiny_store, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.5])
+def test_lwd_reference_replays_bc_draws_so_a_vetoed_tilt_publishes_bc(tiny_store, tmp_path, ema):
     """Common random numbers: lwd's BC reference draws bc's batches, shifts and flow noise although its critic and
     tilt draw in between, so when rollouts keep the reference, lwd publishes bc's VLA bit for bit, round after
     round (an lwd-vs-bc difference in one run is then lwd's own, not a second learner seed's)."""
     lwd_kw = {"images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3,
-              "critic_refit": 2, "tilt_guard": False}
+              "critic_refit": 2, "tilt_guard": False, "image_ema": ema}
     runs = {}
-    for algo, overrides, selector in (("bc", {"images": True, "image_batch": 8}, None),
+    for algo, overrides, selector in (("bc", {"images": True, "image_batch": 8, "image_ema": ema}, None),
                                       ("lwd", lwd_kw, _Gate(accept=False))):  # accept=False: keep the reference
         root = tmp_path / algo
         shutil.copytree(tiny_store, root)
@@ -546,6 +547,50 @@ def test_replayed_streams_fork_at_each_reseed_and_leave_the_learner_streams_alon
     assert streams.follow(np.random.default_rng(8)) is not mine  # a reseed forks afresh
 
 
+@pytest.mark.parametrize("algo", ["bc", "lwd"])
+def test_image_ema_publishes_the_rounds_weight_average(tiny_store, tmp_path, monkeypatch, algo):
+    """``image_ema``: the round ends on the exponential moving average of the weights its image updates passed
+    through (what AveragedModel's EMA gives: the first update's weights, then d * avg + (1 - d) * new), for bc the
+    VLA it trains in place, for lwd its reference (published as is when the tilt is vetoed); the updates are the
+    ones the same learner without the average makes."""
+    from lwd.rl.bc import ImageBC
+
+    d, seen = 0.5, []
+    update = ImageBC.update
+
+    def recording(self, batch):
+        out = update(self, batch)
+        seen.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(ImageBC, "update", recording)
+    extra = {"critic_batch": 8, "actor_batch": 4, "tilt_steps": 0, "critic_refit": 2} if algo == "lwd" else {}
+    published = {}
+    for ema in (0.0, d):
+        root = tmp_path / f"store{ema}"
+        shutil.copytree(tiny_store, root)
+        store = ExperienceStore(root)
+        cfg = load_checkpoint(root / "policies" / "v0").config
+        seen.clear()
+        learner = Learner(store, _cfg(algo=algo, algo_overrides={"images": True, "image_batch": 8,
+                                                                  "image_ema": ema, **extra}))
+        _fleet_bags(store, cfg, 2, "a")
+        assert learner.poll() == 1
+        published[ema] = load_checkpoint(root / "policies" / "v1").model.state_dict()
+        if ema == 0.0:
+            raw = list(seen)
+    assert len(raw) == 3
+    for k, last in raw[-1].items():
+        torch.testing.assert_close(published[0.0][k], last, rtol=0, atol=0, msg=k)  # without: the last update
+        if not last.is_floating_point():
+            continue
+        avg = raw[0][k].clone()
+        for w in raw[1:]:
+            avg = d * avg + (1 - d) * w[k]
+        torch.testing.assert_close(published[d][k], avg, msg=k)
+    assert any(not torch.equal(published[d][k], published[0.0][k]) for k in published[d])
+
+
 def test_image_bc_needs_its_vla():
     from lwd.policy.model import ActionExpert
     from lwd.rl.bc import BCConfig, FilteredBC
@@ -556,6 +601,7 @@ def test_image_bc_needs_its_vla():
 
 _RESTART_CASES = {
     "bc": {},  # the whole VLA, as the benchmark trains it
+    "bc_ema": {"image_ema": 0.5},  # each round starts from the published average
     "lwd": {"images": True, "image_batch": 8, "critic_batch": 8, "actor_batch": 4, "tilt_steps": 3,
             "critic_refit": 2, "tilt_guard": False},
     "lwd_features": {"images": False, "critic_batch": 8, "actor_batch": 4, "batch_size": 8},

@@ -91,6 +91,8 @@ class FleetRLConfig:
     image_lr: float = 1e-3
     """images: peak learning rate of the reference VLA, cosine-decayed to a tenth over each round (as bc's)."""
     image_batch: int = 64
+    image_ema: float = 0.0
+    """images: the reference VLA ends each round on its weights' moving average (``BCConfig.image_ema``)."""
     tilt_steps: int = 300
     """images: extractor (QAM / AWR) steps at the end of each round, ``actor_batch`` states each."""
     critic_features: str = "reference"
@@ -124,7 +126,8 @@ class FleetRL(Algorithm):
             if model is None or model.expert is not expert:
                 raise ValueError("FleetRLConfig.images needs the deployed VLA whose action expert this is")
             ref = copy.deepcopy(model).requires_grad_(True)
-            self.ref_bc = ImageBC(ref, BCConfig(lr=cfg.image_lr, correction_weight=cfg.correction_weight))
+            self.ref_bc = ImageBC(ref, BCConfig(lr=cfg.image_lr, correction_weight=cfg.correction_weight,
+                                                       image_ema=cfg.image_ema))
             self._ref_streams = ReplayedStreams()  # the reference draws what bc draws: paired comparisons
             self.trains_encoder = True
         if cfg.critic_features not in ("frozen", "reference"):
@@ -204,6 +207,7 @@ class FleetRL(Algorithm):
         if self.ref_bc is None:
             return {}
         cfg = self.cfg
+        self.ref_bc.end_round()
         self.model.load_state_dict(self.ref_bc.model.state_dict())
         agg: dict[str, list[float]] = {}
         perf: dict[str, float] = {}
