@@ -1,7 +1,7 @@
 """EXP: autonomous held-out success of one policy on each task (deployment variation 1.0), plus the per-family
 instruction probe. Usage: eval_tasks.py POLICY_DIR TASKS(comma) EPISODES [PROBE_SCENES [SEED0]] > out.json
 SEED0 defaults to the evaluation seeds; ``gate`` takes the gate's (for choosing between candidates without
-touching the seeds that report results)."""
+touching the seeds that report results); a number N starts N seeds into the evaluation seeds."""
 import json
 import sys
 from pathlib import Path
@@ -17,7 +17,8 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     path, tasks, n = Path(sys.argv[1]), sys.argv[2].split(","), int(sys.argv[3])
     scenes = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    seed0 = {"gate": GATE_SEED0, "eval": EVAL_SEED0}[sys.argv[5]] if len(sys.argv) > 5 else EVAL_SEED0
+    arg = sys.argv[5] if len(sys.argv) > 5 else "eval"
+    seed0 = {"gate": GATE_SEED0, "eval": EVAL_SEED0}.get(arg) or EVAL_SEED0 + int(arg)
     model = load_checkpoint(path).model.eval()
     out = {"policy": str(path), "episodes": n, "seed0": seed0}
     with SimWorld(image_size=model.cfg.image_size) as world:
