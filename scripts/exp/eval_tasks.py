@@ -24,8 +24,11 @@ if __name__ == "__main__":
     with SimWorld(image_size=model.cfg.image_size) as world:
         policy = VLAPolicy(model, 0, seed=0, exec_steps=5)
         for t in tasks:
-            r = evaluate(world, policy, [t], n, seed0=seed0)[t].to_dict()
+            outcomes: list[int] = []
+            r = evaluate(world, policy, [t], n, seed0=seed0,
+                         on_episode=lambda _t, _i, ok: outcomes.append(int(ok)))[t].to_dict()
             out.setdefault("success", {})[t] = r
+            out.setdefault("outcomes", {})[t] = outcomes
             print(f"{t}: {r['successes']}/{r['episodes']} = {r['success']:.0%} [{r['ci_low']:.0%}, {r['ci_high']:.0%}]"
                   f" progress {r['progress']:.2f}", file=sys.stderr, flush=True)
         if scenes:
