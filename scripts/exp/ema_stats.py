@@ -1,26 +1,59 @@
-"""EXP: pool bench/results/pick_place/ema/ (docs/learning.md row 72): Wilson intervals and exact McNemar on paired seeds."""
+"""EXP: pool bench/results/pick_place/ema/ (docs/learning.md row 72): Wilson intervals per policy and exact
+McNemar tests on the seeds both policies saw. Usage: PYTHONPATH=src ema_stats.py [DIR]"""
 import json
+import sys
 from math import comb
+from pathlib import Path
+
 from lwd.sim.evaluate import wilson
-def mcnemar(b,c):
-    n=b+c; k=min(b,c)
-    return min(1.0, 2*sum(comb(n,i) for i in range(k+1))/2**n) if n else 1.0
-tot={}
-for s in (0,1,2):
-    r=json.load(open(f'bench/results/pick_place/ema/s{s}/result.json'))
-    for k in ('raw','ema0.995','ema0.999','ema0.9995'):
-        t=tot.setdefault(k,[0,0,[]]); t[0]+=r[k]['successes']; t[1]+=r[k]['episodes']; t[2]+=r[k]['outcomes']
-    for k in ('raw','ema0.995','ema0.999'):
-        m=json.load(open(f'bench/results/pick_place/ema/s{s}/more_{k}.json'))['success']['pick_place']
-        t=tot[k]; t[0]+=m['successes']; t[1]+=m['episodes']
-for k,(a,n,o) in tot.items():
-    lo,hi=wilson(a,n); print(k, f"{a}/{n} = {a/n:.1%} [{lo:.1%}, {hi:.1%}]")
-raw=tot['raw'][2]
-for k in ('ema0.995','ema0.999','ema0.9995'):
-    o=tot[k][2]; b=sum(1 for x,y in zip(raw,o) if y and not x); c=sum(1 for x,y in zip(raw,o) if x and not y)
-    print(k,'paired on 600 seeds: only ema',b,'only raw',c,'p',round(mcnemar(b,c),3))
-r=json.load(open('bench/results/pick_place/ema/v0/result.json'))
-raw=r['raw']['outcomes']
-for k in ('raw','ema0.999','ema0.9995'):
-    o=r[k]['outcomes']; b=sum(1 for x,y in zip(raw,o) if y and not x); c=sum(1 for x,y in zip(raw,o) if x and not y)
-    lo,hi=wilson(sum(o),len(o)); print('v0',k,f"{sum(o)}/{len(o)} [{lo:.1%}, {hi:.1%}]",b,c,round(mcnemar(b,c),3))
+
+
+def mcnemar(b: int, c: int) -> float:
+    """Two-sided exact McNemar p of b vs c discordant pairs."""
+    n = b + c
+    return min(1.0, 2 * sum(comb(n, i) for i in range(min(b, c) + 1)) / 2**n) if n else 1.0
+
+
+def outcomes(d: Path) -> dict[str, dict[int, int]]:
+    """policy -> {seed: success} over result.json and every more*_<policy>.json of one directory (a file saved
+    without per-seed outcomes adds its count under ``"<policy>#counts"``: [successes, episodes])."""
+    out: dict = {}
+    r = json.loads((d / "result.json").read_text())
+    for k, v in r.items():
+        if isinstance(v, dict) and "outcomes" in v:
+            out.setdefault(k, {}).update({r["seed0"] + i: x for i, x in enumerate(v["outcomes"])})
+    for f in sorted(d.glob("more*_*.json")):
+        m = json.loads(f.read_text())
+        k = f.stem.split("_", 1)[1]
+        if "outcomes" in m:
+            out.setdefault(k, {}).update({m["seed0"] + i: x for i, x in enumerate(m["outcomes"]["pick_place"])})
+        else:
+            r = m["success"]["pick_place"]
+            c = out.setdefault(f"{k}#counts", [0, 0])
+            c[0], c[1] = c[0] + r["successes"], c[1] + r["episodes"]
+    return out
+
+
+def report(name: str, per: list[dict[str, dict[int, int]]]) -> None:
+    keys = sorted({k for p in per for k in p if "#" not in k})
+    for k in keys:
+        xs = [x for p in per for x in p.get(k, {}).values()]
+        ok = sum(xs) + sum(p.get(f"{k}#counts", [0, 0])[0] for p in per)
+        n = len(xs) + sum(p.get(f"{k}#counts", [0, 0])[1] for p in per)
+        lo, hi = wilson(ok, n)
+        print(f"{name} {k}: {ok}/{n} = {ok / n:.1%} [{lo:.1%}, {hi:.1%}]")
+    for k in keys:
+        if k == "raw":
+            continue
+        b = c = 0
+        for p in per:
+            for s in p.get("raw", {}).keys() & p.get(k, {}).keys():
+                b += p[k][s] > p["raw"][s]
+                c += p["raw"][s] > p[k][s]
+        print(f"{name} {k} vs raw, paired: {b} / {c}, exact McNemar p = {mcnemar(b, c):.3f}")
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/pick_place/ema")
+    report("v1", [outcomes(d) for d in sorted(root.glob("s*"))])
+    report("v0", [outcomes(root / "v0")])
