@@ -61,8 +61,8 @@ class BenchConfig:
     seed: int = 0
     pretrained: Path | None = None
     """A store holding v0 and its demos (default: pretrain one in <out>/pretrained)."""
-    demos_per_task: int = 40
-    pretrain_steps: int = 6000
+    demos_per_task: int = PretrainConfig.demos_per_task
+    pretrain_steps: int = PretrainConfig.steps
     exec_steps: int = 5
     gate: str = "sim"
     gate_episodes: int = LearnerConfig.gate_episodes
