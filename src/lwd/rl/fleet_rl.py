@@ -127,7 +127,7 @@ class FleetRL(Algorithm):
                 raise ValueError("FleetRLConfig.images needs the deployed VLA whose action expert this is")
             ref = copy.deepcopy(model).requires_grad_(True)
             self.ref_bc = ImageBC(ref, BCConfig(lr=cfg.image_lr, correction_weight=cfg.correction_weight,
-                                                       image_ema=cfg.image_ema))
+                                                image_ema=cfg.image_ema))
             self._ref_streams = ReplayedStreams()  # the reference draws what bc draws: paired comparisons
             self.trains_encoder = True
         if cfg.critic_features not in ("frozen", "reference"):
