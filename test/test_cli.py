@@ -19,6 +19,20 @@ def test_clear_errors(tiny_store, tmp_path, capsys):
     assert main(["info", "--store", str(tmp_path / "missing")]) == 2
 
 
+def test_pretrain_flags_reach_its_config(tmp_path, monkeypatch):
+    import lwd.rl.pretrain as pre
+
+    seen = {}
+
+    def fake(store, cfg):
+        seen["cfg"] = cfg
+        raise FileExistsError("stop here")
+
+    monkeypatch.setattr(pre, "pretrain", fake)
+    assert main(["pretrain", "--store", str(tmp_path), "--steps", "36000", "--threads", "2"]) == 2
+    assert seen["cfg"].steps == 36000 and seen["cfg"].threads == 2
+
+
 class _Rec:
     def __init__(self, robot, t, success, interventions, version, task="pick_place"):
         self.robot, self.start_ns, self.success, self.num_interventions = robot, t, success, interventions
