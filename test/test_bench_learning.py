@@ -77,6 +77,26 @@ def test_resume_refuses_partial_results_of_another_configuration(tmp_path):
         _check_resume(cfg, tmp_path)
 
 
+def test_resume_ignores_pretraining_fields_only_when_v0_is_given(tmp_path):
+    """How the bench would pretrain a v0 does not describe a run handed its v0 (--pretrained), so a changed
+    pretraining default must not lock that run out; a run that pretrained its own v0 still refuses."""
+    from lwd.app.bench import BenchConfig, _check_resume
+
+    given = BenchConfig(out=tmp_path, tasks=("pick_place",), pretrained=tmp_path / "v0", pretrain_steps=6000)
+    _check_resume(given, tmp_path)
+    (tmp_path / "v0_eval.json").write_text("{}")
+    _check_resume(dataclasses.replace(given, pretrain_steps=36000, demos_per_task=7), tmp_path)
+    with pytest.raises(ValueError, match="pretrained"):
+        _check_resume(dataclasses.replace(given, pretrained=tmp_path / "other"), tmp_path)
+    own = tmp_path / "own"
+    own.mkdir()
+    cfg = BenchConfig(out=own, tasks=("pick_place",), pretrain_steps=6000)
+    _check_resume(cfg, own)
+    (own / "v0_eval.json").write_text("{}")
+    with pytest.raises(ValueError, match="pretrain_steps"):
+        _check_resume(dataclasses.replace(cfg, pretrain_steps=36000), own)
+
+
 def test_v0_evaluation_in_worker_processes_matches_one_process(tmp_path):
     """The v0 evaluation spreads tasks over worker processes; chunks are deterministic, so the numbers match."""
     import multiprocessing as mp

@@ -31,7 +31,7 @@ from lwd.data.store import ExperienceStore
 from lwd.policy.checkpoint import latest_version, load_checkpoint, version_dir
 from lwd.rl.fleet_rl import FleetRLConfig
 from lwd.rl.learner import LearnerConfig
-from lwd.rl.pretrain import PretrainConfig, pretrain, rollout_to_steps
+from lwd.rl.pretrain import CONVERGED_STEPS, PretrainConfig, pretrain, rollout_to_steps
 from lwd.sim.operator_config import OperatorConfig
 from lwd.sim.tasks import default_tasks, get_task
 
@@ -62,7 +62,9 @@ class BenchConfig:
     pretrained: Path | None = None
     """A store holding v0 and its demos (default: pretrain one in <out>/pretrained)."""
     demos_per_task: int = PretrainConfig.demos_per_task
-    pretrain_steps: int = PretrainConfig.steps
+    pretrain_steps: int = CONVERGED_STEPS
+    """v0's pretraining steps, when the bench pretrains one: trained until more steps stop helping, so that
+    pretrain_more (the same compute without fleet data) measures what the demos alone would still give."""
     exec_steps: int = 5
     gate: str = "sim"
     gate_episodes: int = LearnerConfig.gate_episodes
@@ -115,8 +117,9 @@ def _prepare_base(cfg: BenchConfig, log) -> Path:
         if base.exists():
             shutil.rmtree(base)
         log(f"[bench] pretraining v0: {cfg.demos_per_task} demos per task, {cfg.pretrain_steps} steps")
+        # the box's share the bench was given (--workers) trains v0 before any worker starts
         pretrain(base, PretrainConfig(tasks=cfg.tasks, demos_per_task=cfg.demos_per_task, steps=cfg.pretrain_steps,
-                                      seed=cfg.seed), progress=False)
+                                      seed=cfg.seed, threads=max(1, cfg.workers)), progress=False)
     return base
 
 
@@ -400,6 +403,13 @@ def _git_commit() -> str | None:
 
 # fields that do not change what a run measures (more rounds extend a run: its earlier rounds stay valid)
 _RUN_ONLY = ("out", "results", "workers", "resume", "rounds")
+# fields that only say how to pretrain a v0: they do not describe a run given its v0 (``pretrained``)
+_PRETRAIN_ONLY = ("demos_per_task", "pretrain_steps")
+
+
+def _measured(key: dict) -> dict:
+    drop = _RUN_ONLY + (_PRETRAIN_ONLY if key.get("pretrained") is not None else ())
+    return {k: v for k, v in key.items() if k not in drop}
 
 
 def _run_key(cfg: BenchConfig) -> dict:
@@ -415,9 +425,10 @@ def _check_resume(cfg: BenchConfig, out: Path) -> None:
     if cfg.resume and (out / "v0_eval.json").exists():
         old = json.loads(key_path.read_text()) if key_path.exists() else None
         if old is not None:  # fields added since that run was started count at their defaults
-            old = {k: v for k, v in {**_run_key(BenchConfig()), **old}.items() if k not in _RUN_ONLY}
-        if old != key:
-            diff = sorted(k for k in key if old is None or old.get(k) != key[k])
+            old = _measured({**_run_key(BenchConfig()), **old})
+        new = _measured(key)
+        if old != new:
+            diff = sorted(k for k in new if old is None or old.get(k) != new[k])
             raise ValueError(f"{out} holds a bench run of another configuration (differs in: "
                              f"{', '.join(diff) if old else 'unknown, it predates bench_config.json'}); "
                              "pass --fresh to discard it, or --out for a new working directory")

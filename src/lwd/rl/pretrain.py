@@ -29,7 +29,12 @@ from lwd.sim.tasks import default_tasks
 
 log = logging.getLogger("lwd.pretrain")
 
-__all__ = ["PretrainConfig", "demo_jobs", "collect_demos", "pretrain", "rollout_to_steps"]
+__all__ = ["PretrainConfig", "CONVERGED_STEPS", "demo_jobs", "collect_demos", "pretrain", "rollout_to_steps"]
+
+CONVERGED_STEPS = 36_000
+"""Pretraining steps after which more pretraining on the default demos stops helping (v0 8% / 28% / 33% after 6000 /
+18000 / 36000 steps on pick_place, docs/learning.md row 73): the benchmark's v0, so that the same-compute control
+stays at v0's level and a rise is the fleet's. ``PretrainConfig.steps`` stays the demo's shorter recipe."""
 
 
 @dataclass
