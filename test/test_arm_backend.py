@@ -27,6 +27,7 @@ class FakeWorld:
         self.resets: list[tuple[str, int]] = []
         self.solved = False
         self.closed = False
+        self.placed = 0
 
     def reset(self, task: str, seed: int) -> None:
         if task not in ("pick_place", "restock3"):
@@ -51,6 +52,9 @@ class FakeWorld:
 
     def success(self) -> bool:
         return self.solved
+
+    def progress(self) -> int:
+        return self.placed
 
     def close(self) -> None:
         self.closed = True
@@ -82,6 +86,24 @@ def test_sim_backend_interface_on_a_fake_world():
     assert arm.max_limit_excess == pytest.approx(0.25)
     arm.close()
     assert not world.closed  # a world handed in belongs to the caller
+
+
+def test_sim_backend_reports_each_subgoal_once_per_episode():
+    world = FakeWorld()
+    arm = SimArmBackend(world=world)
+    assert arm.new_subgoals() == []
+    world.placed = 2  # two items placed within one tick
+    assert arm.new_subgoals() == [1, 2] and arm.new_subgoals() == []
+    world.placed = 1  # one knocked off again, then placed again: not new
+    assert arm.new_subgoals() == []
+    world.placed = 3
+    assert arm.new_subgoals() == [3]
+    world.placed = 1  # a scene that starts with an item in place: that one is not the episode's
+    arm.reset({"event": "start", "task": "restock3", "seed": 1})
+    assert arm.new_subgoals() == []
+    world.placed = 2
+    assert arm.new_subgoals() == [2]
+    assert RealArmBackend(LOW, HIGH, lambda *a: None).new_subgoals() == []
 
 
 def test_sim_backend_drives_the_mujoco_world_like_the_driver_did():

@@ -56,6 +56,41 @@ def test_chunk_buffer_rewards_done_and_padding():
     assert list(buf.filtered_bc_mask()[16:]) == [False, False, True, True, True, True]
 
 
+def test_subgoal_credit_judges_filtered_bc_per_segment(tmp_path):
+    from dataclasses import replace
+
+    cfg = PolicyConfig(image_size=8, horizon=4)
+    # 12 steps: the policy places an item by step 3 (subgoal event at step 4's time), then needs the operator on
+    # steps 6-7, then the policy again; the episode fails in the end.
+    ep = _episode(12, success=False, source=[0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0])
+    ep = replace(ep, meta=replace(ep.meta, subgoal_ns=[4 * CONTROL_DT_NS]))
+    write_steps_bag(tmp_path / "ep", ep)  # the subgoal survives the bag round trip
+    from lwd.data.reader import read_episode
+
+    back = read_episode(tmp_path / "ep")
+    assert back.meta.subgoal_ns == [4 * CONTROL_DT_NS]
+    per_episode = ChunkBuffer(cfg)
+    per_episode.add_episode(back)
+    assert list(per_episode.filtered_bc_mask()) == [False] * 6 + [True, True] + [False] * 4
+    per_segment = ChunkBuffer(cfg, subgoal_credit=True)
+    per_segment.add_episode(back)
+    # steps 0-3 achieved the subgoal (kept though a later segment needed the operator and the episode failed); 4-5
+    # were overruled in their own segment; 8-11 never achieved anything
+    assert list(per_segment.filtered_bc_mask()) == [True] * 4 + [False, False, True, True] + [False] * 4
+    # the same episode succeeding: its last segment is credited too, and the first is no longer overruled
+    ok = replace(back, meta=replace(back.meta, outcome="success"))
+    per_segment.add_episode(ok)
+    per_episode.add_episode(ok)
+    assert list(per_segment.filtered_bc_mask()[12:]) == [True] * 4 + [False, False] + [True] * 6
+    assert list(per_episode.filtered_bc_mask()[12:]) == [False] * 6 + [True] * 6
+    # a subgoal the operator achieved does not credit the policy steps the takeover overruled
+    op = _episode(6, success=False, source=[0, 0, 1, 1, 0, 0])
+    op = replace(op, meta=replace(op.meta, subgoal_ns=[4 * CONTROL_DT_NS]))
+    buf = ChunkBuffer(cfg, subgoal_credit=True)
+    buf.add_episode(op)
+    assert list(buf.filtered_bc_mask()) == [False, False, True, True, False, False]
+
+
 def test_fleet_fraction_sets_the_fleet_share_of_a_batch():
     from lwd.data.schema import SOURCE_EXPERT
 

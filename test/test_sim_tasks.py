@@ -221,3 +221,6 @@ def test_scripted_operator_completes_a_stalled_episode(task: str) -> None:
         r = run_episode(w, task, 1, actor=Still(), operator=op)
     assert r.events[0] == (10, "takeover") and np.any(r.source == SOURCE_OPERATOR)  # stall_s / CONTROL_DT
     assert r.success, (task, r.progress, r.events)
+    # one subgoal step per item placed, in order, the last where the task was solved
+    assert len(r.subgoal_steps) == w.num_subgoals and r.subgoal_steps == sorted(r.subgoal_steps)
+    assert r.subgoal_steps[-1] < r.steps_to_success

@@ -45,8 +45,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         tasks=tuple(a.tasks.split(",")) if a.tasks else None, seed=a.seed, workers=a.workers,
         pretrained=Path(a.pretrained) if a.pretrained else None, demos_per_task=a.demos,
         pretrain_steps=a.pretrain_steps, gate=a.gate, gate_episodes=a.gate_episodes, variation=a.variation,
-        resume=False if a.fresh else None, images=a.images,
-        takeover_terminal=a.takeover_terminal, critic_features=a.critic_features, image_lr=a.image_lr,
+        resume=False if a.fresh else None, images=a.images, takeover_terminal=a.takeover_terminal,
+        subgoal_credit=a.subgoal_credit, critic_features=a.critic_features, image_lr=a.image_lr,
         fleet_fraction=a.fleet_fraction, select_candidates=a.select, misaligned_s=a.misaligned_s)
     run_bench(cfg, command=" ".join(["lwd", *sys.argv[1:]]))
     return 0
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--takeover-terminal", action=argparse.BooleanOptionalAction, default=None,
                    help="critic reward: a policy chunk running into a takeover ends with reward 0 (autonomous success; "
                         "the default); --no-takeover-terminal: the paper's episode success")
+    c.add_argument("--subgoal-credit", action=argparse.BooleanOptionalAction, default=None,
+                   help="filtered BC data judged per subgoal segment: a policy segment that placed an item is cloned "
+                        "even if a later one needed the operator or the episode failed")
     c.add_argument("--image-lr", type=float, default=None,
                    help="peak learning rate of each round's whole-VLA schedule (default: the algorithms', 1e-3)")
     c.add_argument("--fleet-fraction", type=float, default=None,

@@ -80,6 +80,8 @@ class BenchConfig:
     """Share of every training batch drawn from fleet steps (LearnerConfig.fleet_fraction; 0 = all steps alike)."""
     takeover_terminal: bool = LearnerConfig.takeover_terminal
     """Critic reward: a policy chunk that runs into a takeover ends with reward 0 (LearnerConfig.takeover_terminal)."""
+    subgoal_credit: bool = LearnerConfig.subgoal_credit
+    """Filtered BC data judged per subgoal segment (LearnerConfig.subgoal_credit)."""
     critic_features: str = FleetRLConfig.critic_features
     """With ``images``: what the critics of lwd and its variants read (FleetRLConfig.critic_features)."""
     select_candidates: int = 1
@@ -185,7 +187,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
         algo=algo, min_new_episodes=cfg.episodes_per_round, updates_per_round=cfg.updates_per_round,
         offline_updates=cfg.offline_updates, background_updates=0, gate=cfg.gate, gate_episodes=cfg.gate_episodes,
         tasks=cfg.tasks, exec_steps=cfg.exec_steps, seed=cfg.seed, takeover_terminal=cfg.takeover_terminal,
-        fleet_fraction=cfg.fleet_fraction, algo_overrides=_overrides(cfg, algo)))
+        subgoal_credit=cfg.subgoal_credit, fleet_fraction=cfg.fleet_fraction, algo_overrides=_overrides(cfg, algo)))
     t_algo = time.time()
     robot_s = rows[-1]["robot_s"] if rows else 0.0
     with SimWorld(image_size=learner.model.cfg.image_size) as world:

@@ -66,6 +66,12 @@ class ArmBackend:
     def success(self) -> bool:
         return False
 
+    def new_subgoals(self) -> list[int]:
+        """Subgoal counts (1, 2, ...) the episode reached for the first time since the last call or reset; each is
+        published as an ``episode/event`` ``subgoal`` (the learner's filtered BC credits the segment before it).
+        Hardware has no detector: nothing."""
+        return []
+
     def close(self) -> None:
         pass
 
@@ -94,6 +100,7 @@ class SimArmBackend(ArmBackend):
         self.world.reset(task, seed)
         super().__init__(self.world.joint_low, self.world.joint_high)
         self._measure(self.world.qpos14(), self.world.qvel14())
+        self._subgoals = 0
 
     def reset(self, event: Mapping) -> None:
         try:
@@ -102,6 +109,7 @@ class SimArmBackend(ArmBackend):
         except (KeyError, ValueError, TypeError) as e:
             raise Rejected("bad_event", f"cannot reset the sim for {dict(event)}: {e!r}") from None
         self._measure(self.world.qpos14(), self.world.qvel14())
+        self._subgoals = self.world.progress()  # what the scene starts with is not the policy's
 
     def apply(self, target: np.ndarray, dt: float) -> None:
         """One physics step of ``dt``. Raises ValueError (wrong size, non-finite target)."""
@@ -113,6 +121,12 @@ class SimArmBackend(ArmBackend):
 
     def success(self) -> bool:
         return bool(self.world.success())
+
+    def new_subgoals(self) -> list[int]:
+        reached = self.world.progress()
+        new = list(range(self._subgoals + 1, reached + 1))
+        self._subgoals = max(self._subgoals, reached)
+        return new
 
     def close(self) -> None:
         if self._owns_world:

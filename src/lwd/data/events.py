@@ -49,6 +49,7 @@ class EventTracker:
         self._engaged_segments: list[list[int]] = []
         self._engaged_open: int | None = None
         self._saw_takeover_events = False
+        self.subgoals: list[int] = []
 
     def feed(self, topic: str, t_ns: int, msg: Any) -> None:
         self.first_ns = t_ns if self.first_ns is None else min(self.first_ns, t_ns)
@@ -78,6 +79,8 @@ class EventTracker:
             elif kind == "release":
                 self._saw_takeover_events = True
                 self._close_seg(t_ns)
+            elif kind == "subgoal":
+                self.subgoals.append(t_ns)
         elif topic == "cmd/joint_trajectory":
             src, ver = parse_frame_id(msg.header.frame_id)
             if src == SOURCE_POLICY and ver >= 0:
@@ -141,4 +144,6 @@ class EventTracker:
             if v not in versions:
                 versions.append(v)
         d["policy_versions"] = versions
+        if self.subgoals or base is None:
+            d["subgoal_ns"] = sorted(self.subgoals)
         return EpisodeMeta.from_dict(d)

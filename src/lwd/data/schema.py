@@ -92,6 +92,8 @@ class EpisodeMeta:
     end_ns: int = 0
     intervention_segments: list[list[int]] = field(default_factory=list)  # [[start_ns, end_ns], ...]
     num_interventions: int = 0
+    subgoal_ns: list[int] = field(default_factory=list)
+    """When the episode first reached 1, 2, ... achieved subgoals (items placed), from its ``subgoal`` events."""
     recovered: bool = False  # True when rebuilt by recover_bag from a bag killed mid-write
 
     @property
@@ -102,6 +104,7 @@ class EpisodeMeta:
         d = asdict(self)
         d["policy_versions"] = [int(v) for v in self.policy_versions]
         d["intervention_segments"] = [[int(a), int(b)] for a, b in self.intervention_segments]
+        d["subgoal_ns"] = [int(t) for t in self.subgoal_ns]
         return d
 
     @classmethod
@@ -117,6 +120,7 @@ class EpisodeMeta:
                 kw[k] = int(kw[k])
         kw["policy_versions"] = [int(v) for v in kw.get("policy_versions") or []]
         kw["intervention_segments"] = [[int(a), int(b)] for a, b in kw.get("intervention_segments") or []]
+        kw["subgoal_ns"] = sorted(int(t) for t in kw.get("subgoal_ns") or [])
         return cls(**kw)
 
     def to_json(self) -> str:

@@ -31,7 +31,8 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
     cmd/joint_trajectory tagged by the step's source (one point = the step's action; with
     ``trajectory_points > 1`` the following actions are appended as later points, which the reader ignores
     because the next command replaces it), cmd/source on change, takeover/release events around teleop steps,
-    episode/reward 1.0 and the end event at t0 + T*dt. ``read_episode`` of the result returns the same arrays.
+    ``subgoal`` events at ``meta.subgoal_ns``, episode/reward 1.0 and the end event at t0 + T*dt. ``read_episode``
+    of the result returns the same arrays.
     """
     path = Path(path)
     meta = steps.meta
@@ -58,8 +59,13 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
             seed=meta.seed, policy_version=versions[0] if versions else None, source=meta.source)))
         w.write_msg("task/instruction", t0, string_msg(meta.instruction))
         prev_src = None
+        subgoals = iter(enumerate(sorted(meta.subgoal_ns), 1))
+        pending = next(subgoals, None)
         for k in range(T):
             t = int(grid[k])
+            while pending is not None and pending[1] <= t:
+                w.write_msg("episode/event", pending[1], string_msg(event_json("subgoal", progress=pending[0])))
+                pending = next(subgoals, None)
             src = int(steps.source[k])
             if src != prev_src:
                 if src == SOURCE_TELEOP:
@@ -76,6 +82,9 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
             pts = steps.actions[k:k + max(1, trajectory_points)]
             w.write_msg("cmd/joint_trajectory", t,
                         trajectory_msg(t, pts, frame_id_for(src, int(steps.policy_version[k]))))
+        while pending is not None:
+            w.write_msg("episode/event", pending[1], string_msg(event_json("subgoal", progress=pending[0])))
+            pending = next(subgoals, None)
         if meta.outcome == "success":
             w.write_msg("episode/reward", t_end, float32_msg(1.0))
         w.write_msg("episode/event", t_end, string_msg(event_json("end", outcome=meta.outcome)))

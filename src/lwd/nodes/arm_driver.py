@@ -3,7 +3,8 @@
 
 Subscribes ``policy/joint_trajectory``, ``teleop/joint_trajectory``, ``teleop/engaged``, ``episode/event``;
 publishes ``joint_states``, ``cmd/joint_trajectory`` (each accepted command, tag in header.frame_id),
-``cmd/source`` (on change), and in sim ``sim/state`` (world mirror for camera/operator) + ``episode/reward``.
+``cmd/source`` (on change), and in sim ``sim/state`` (world mirror for camera/operator), ``episode/reward`` and a
+``subgoal`` ``episode/event`` whenever the episode reaches one more subgoal (an item placed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lwd.nodes.common import (
     SENSOR_QOS,
     HealthPublisher,
     joint_state,
+    json_msg,
     numpy_to_trajectory,
     parse_json,
     run_node,
@@ -60,6 +62,7 @@ class ArmDriver(Node):
             self.arm: ArmBackend = SimArmBackend(image_size=image_size)
             self.state_pub = self.create_publisher(Float64MultiArray, "sim/state", SENSOR_QOS)
             self.reward_pub = self.create_publisher(Float32, "episode/reward", RELIABLE_QOS)
+            self.event_pub = self.create_publisher(String, "episode/event", RELIABLE_QOS)
         else:
             low = self.declare_parameter("joint_low", [-3.14] * N_JOINTS).value
             high = self.declare_parameter("joint_high", [3.14] * N_JOINTS).value
@@ -181,6 +184,9 @@ class ArmDriver(Node):
         self.ticks += 1
         if self.ticks % self.sim_state_every == 0:
             self._publish_sim_state()
+        if self.episode_active:
+            for k in self.arm.new_subgoals():
+                self.event_pub.publish(json_msg(event="subgoal", progress=k))
         if self.episode_active and not self.rewarded and self.arm.success():
             self.rewarded = True
             self.reward_pub.publish(Float32(data=1.0))

@@ -60,13 +60,20 @@ class FeatureBatch:
 class ChunkBuffer:
     """Per-step arrays of many episodes plus the bookkeeping to cut chunks out of them."""
 
-    def __init__(self, cfg: PolicyConfig, gamma: float = 0.99, takeover_terminal: bool = False) -> None:
+    def __init__(self, cfg: PolicyConfig, gamma: float = 0.99, takeover_terminal: bool = False,
+                 subgoal_credit: bool = False) -> None:
         """``takeover_terminal``: a policy chunk that runs into an operator takeover ends its episode with reward 0
         (the RLIF reading of an intervention: the policy failed there), so Q and V estimate *autonomous* success;
-        off, a success reached with the operator's help rewards the policy's chunks before it alike."""
+        off, a success reached with the operator's help rewards the policy's chunks before it alike.
+
+        ``subgoal_credit``: for :meth:`filtered_bc_mask`, an episode is cut at its ``subgoal`` events (an item
+        placed); a policy segment that achieved a subgoal is kept even if the episode failed later, and a takeover
+        overrules only the policy steps of its own segment. Off: only successful episodes count, and a takeover
+        overrules every policy step before it (on restock3 that dropped 96% of the fleet's policy steps)."""
         self.cfg = cfg
         self.gamma = gamma
         self.takeover_terminal = takeover_terminal
+        self.subgoal_credit = subgoal_credit
         self._parts: list[dict[str, np.ndarray]] = []
         self._dirty = True
         self.num_episodes = 0
@@ -86,6 +93,8 @@ class ChunkBuffer:
         if steps.images.shape[1:] != (s, s, 3):
             raise ValueError(f"episode images {steps.images.shape[1:]} do not match policy image size {s}")
         tokens = tokenize(steps.meta.instruction, self.cfg.vocab_size, self.cfg.max_tokens)
+        source = np.asarray(steps.source)
+        overruled, credited = self._credit(steps, source)
         self._parts.append({
             "image": np.asarray(steps.images, dtype=np.uint8),
             "qpos": np.asarray(steps.qpos, dtype=np.float32),
@@ -94,14 +103,30 @@ class ChunkBuffer:
             "tokens": np.repeat(tokens[None], t, axis=0),
             "episode": np.full(t, self.num_episodes, dtype=np.int32),
             "success": np.full(t, bool(steps.success)),
-            # Policy steps the operator later overruled (a takeover follows in the same episode).
-            "overruled": (np.asarray(steps.source) == SOURCE_POLICY)
-            & (np.flip(np.cumsum(np.flip(np.asarray(steps.source) == SOURCE_TELEOP))) > 0),
+            "overruled": overruled,
+            "credited": credited,
         })
         self.num_episodes += 1
         self.episode_ids.append(episode_id or getattr(steps.meta, "episode_id", str(self.num_episodes)))
         self._dirty = True
         return t
+
+    def _credit(self, steps, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per step: ``overruled`` (a policy step with a takeover later in its segment) and ``credited`` (its
+        segment ends in an achieved subgoal, or is the last segment of a successful episode). Without
+        ``subgoal_credit`` the whole episode is one segment."""
+        t = len(source)
+        bounds = np.zeros(0, dtype=np.int64)
+        sub_ns = getattr(steps.meta, "subgoal_ns", None) or []
+        t_ns = getattr(steps, "t_ns", None)
+        if self.subgoal_credit and sub_ns and t_ns is not None and len(t_ns) == t:
+            bounds = np.searchsorted(np.asarray(t_ns), np.asarray(sub_ns, dtype=np.int64), side="left")
+        seg = np.searchsorted(bounds, np.arange(t), side="right")  # segment k ends at bounds[k] (exclusive)
+        seg_end = np.append(bounds, t)[seg]
+        tel_from = np.append(np.flip(np.cumsum(np.flip(source == SOURCE_TELEOP))), 0)  # teleop steps at >= i
+        overruled = (source == SOURCE_POLICY) & (tel_from[:t] - tel_from[seg_end] > 0)
+        credited = (seg < len(bounds)) | bool(steps.success)
+        return overruled, credited
 
     def _build(self) -> None:
         if not self._dirty:
@@ -205,9 +230,9 @@ class ChunkBuffer:
     def filtered_bc_mask(self) -> np.ndarray:
         """HG-DAgger-style data: operator corrections, plus the steps of successful episodes that no later takeover
         overruled (a policy segment that ended in a takeover is what the operator judged wrong, even if the episode
-        then succeeded under the operator's correction)."""
+        then succeeded under the operator's correction); with ``subgoal_credit``, judged per subgoal segment."""
         self._build()
-        return (self._source == SOURCE_TELEOP) | (self._success & ~self._overruled)
+        return (self._source == SOURCE_TELEOP) | (self._credited & ~self._overruled)
 
     def sample_indices(self, batch_size: int, rng: np.random.Generator, mask: np.ndarray | None = None) -> np.ndarray:
         self._build()

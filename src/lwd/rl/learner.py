@@ -78,6 +78,10 @@ class LearnerConfig:
     success, where a success reached with the operator's help counts for the policy's chunks before the takeover
     too. With the operator rescuing ~82% of episodes that critic could not tell good from bad (held-out AUC 0.50 vs
     0.62: docs/learning.md rows 24, 25)."""
+    subgoal_credit: bool = False
+    """Filtered BC data (bc, and the reference of lwd and its variants) judged per subgoal segment (an item placed):
+    a policy segment that achieved a subgoal is cloned even if a later segment needed the operator or the episode
+    failed; False = only the non-overruled policy steps of successful episodes (lwd.rl.dataset.ChunkBuffer)."""
     fleet_fraction: float = 0.0
     """Share of every training batch (critic, BC, actor) drawn from fleet steps while demonstrations are in the
     buffer too; 0 = every step equally likely, so 10 fleet episodes per task are a small share beside 72 demos."""
@@ -172,7 +176,8 @@ class Learner:
         self.model.expert.requires_grad_(True)  # the only part of the deployed VLA that learns
         self.deployed_model = load_checkpoint(version_dir(self.policies, v)).model.eval()
         mc = self.model.cfg
-        self.buffer = ChunkBuffer(mc, gamma=cfg.gamma, takeover_terminal=cfg.takeover_terminal)
+        self.buffer = ChunkBuffer(mc, gamma=cfg.gamma, takeover_terminal=cfg.takeover_terminal,
+                                  subgoal_credit=cfg.subgoal_credit)
         self.buffer.fleet_fraction = cfg.fleet_fraction
         self.algo = make_algorithm(cfg.algo, self.model.expert, mc.cond_dim, mc.action_dim, cfg.algo_overrides,
                                    model=self.model)

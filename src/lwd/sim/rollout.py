@@ -59,6 +59,8 @@ class EpisodeRollout:
     steps_to_success: int | None = None
     progress: int = 0
     events: list[tuple[int, str]] = field(default_factory=list)  # (step, "takeover" | "release")
+    subgoal_steps: list[int] = field(default_factory=list)
+    """Steps whose action first achieved one more subgoal than ever before in the episode (an item placed)."""
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -116,6 +118,7 @@ def run_episode(
     chunk: list[np.ndarray] = []
     interventions = 0
     steps_to_success: int | None = None
+    subgoal_steps: list[int] = []
     for step in range(n_steps):
         o = obs(world)
         src = actor_source
@@ -143,6 +146,7 @@ def run_episode(
         qposs.append(o["qpos"])
         actions.append(executed.astype(np.float32))
         sources.append(src)
+        subgoal_steps += [step] * (world.progress() - len(subgoal_steps))  # no-op unless a new subgoal
         if steps_to_success is None and world.success():
             steps_to_success = step + 1
         if steps_to_success is not None and step + 1 >= steps_to_success + SETTLE_STEPS:
@@ -162,6 +166,7 @@ def run_episode(
         steps_to_success=steps_to_success,
         progress=world.progress(),
         events=events,
+        subgoal_steps=subgoal_steps,
     )
 
 
