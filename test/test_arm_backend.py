@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -225,6 +226,12 @@ def test_arm_driver_node_translates_topics_to_the_backend(backend):
             assert len(sent) == 10 and np.allclose(sent[-1].points[0].positions, goal)
         else:
             assert np.abs(node.arm.measured()[0] - goal).max() < 0.025  # the sim arm moved toward the goal
+            events = []
+            node.event_pub.publish = events.append
+            node.arm.world.progress = lambda: 1  # the item is in place: one subgoal event, once
+            node._tick()
+            node._tick()
+            assert [json.loads(e.data) for e in events] == [{"event": "subgoal", "progress": 1}]
     finally:
         if node is not None:
             node.close()

@@ -208,6 +208,8 @@ def test_fleet_round_trip(fleet):
         meta = json.loads((bag / "episode.json").read_text())
         assert meta["outcome"] in ("success", "failure") and meta["task"] == "pick_place"
         assert 0 in meta["policy_versions"]
+        if meta["outcome"] == "success":  # the arm driver's subgoal event (pick_place has one) was recorded
+            assert len(meta["subgoal_ns"]) == 1 and meta["start_ns"] <= meta["subgoal_ns"][0] <= meta["end_ns"], meta
         steps = read_episode(bag)
         assert len(steps) > 10 and steps.images.shape[1:] == (64, 64, 3)
     # The default learner (DIVL + QAM) ran its offline phase on the demos, then an online round on these bags.
