@@ -58,14 +58,11 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
             "start", episode_id=meta.episode_id, robot=meta.robot, task=meta.task, instruction=meta.instruction,
             seed=meta.seed, policy_version=versions[0] if versions else None, source=meta.source)))
         w.write_msg("task/instruction", t0, string_msg(meta.instruction))
+        for n, t_sub in enumerate(sorted(meta.subgoal_ns), 1):  # readers order messages by time
+            w.write_msg("episode/event", t_sub, string_msg(event_json("subgoal", progress=n)))
         prev_src = None
-        subgoals = iter(enumerate(sorted(meta.subgoal_ns), 1))
-        pending = next(subgoals, None)
         for k in range(T):
             t = int(grid[k])
-            while pending is not None and pending[1] <= t:
-                w.write_msg("episode/event", pending[1], string_msg(event_json("subgoal", progress=pending[0])))
-                pending = next(subgoals, None)
             src = int(steps.source[k])
             if src != prev_src:
                 if src == SOURCE_TELEOP:
@@ -82,9 +79,6 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
             pts = steps.actions[k:k + max(1, trajectory_points)]
             w.write_msg("cmd/joint_trajectory", t,
                         trajectory_msg(t, pts, frame_id_for(src, int(steps.policy_version[k]))))
-        while pending is not None:
-            w.write_msg("episode/event", pending[1], string_msg(event_json("subgoal", progress=pending[0])))
-            pending = next(subgoals, None)
         if meta.outcome == "success":
             w.write_msg("episode/reward", t_end, float32_msg(1.0))
         w.write_msg("episode/event", t_end, string_msg(event_json("end", outcome=meta.outcome)))

@@ -88,7 +88,7 @@ def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int, source: str = 
         episode_id=episode_id, robot=robot, task=ro.task, instruction=ro.instruction, seed=int(ro.seed),
         source=source, outcome="success" if ro.success else "failure", start_ns=t0_ns,
         end_ns=t0_ns + t * CONTROL_DT_NS, policy_versions=[version] if version >= 0 else [],
-        subgoal_ns=[t0_ns + (k + 1) * CONTROL_DT_NS for k in getattr(ro, "subgoal_steps", [])],
+        subgoal_ns=[t0_ns + (k + 1) * CONTROL_DT_NS for k in ro.subgoal_steps],
     )
     return EpisodeSteps(
         images=ro.images, qpos=ro.qpos, actions=ro.actions, source=ro.source,
