@@ -22,7 +22,7 @@ from lwd.policy.checkpoint import load_checkpoint  # noqa: E402
 from lwd.policy.inference import VLAPolicy  # noqa: E402
 from lwd.sim.evaluate import EVAL_SEED0, wilson  # noqa: E402
 from lwd.sim.rollout import run_episode  # noqa: E402
-from lwd.sim.world import SimWorld  # noqa: E402
+from lwd.sim.world import CONTROL_DT, SimWorld  # noqa: E402
 
 
 def run(args):
@@ -40,18 +40,19 @@ def run(args):
     with SimWorld(image_size=model.cfg.image_size) as w:
         for i in range(start, start + count):
             ro = run_episode(w, task, EVAL_SEED0 + i, actor=pol, variation=1.0)
-            rows.append((int(ro.success), len(ro.subgoal_steps)))
+            rows.append((int(ro.success), len(ro.subgoal_steps), [g.item for g in w.goals],
+                         [round(t * CONTROL_DT, 2) for t in ro.subgoal_steps], round(len(ro) * CONTROL_DT, 2)))
         items = max(1, w.num_subgoals)
     return spec, start, rows, items
 
 
-def summary(rows: list[tuple[int, int]], items: int) -> dict:
+def summary(rows: list[tuple], items: int) -> dict:
     n = len(rows)
-    out = {"episodes": n, "successes": sum(s for s, _ in rows),
-           "mean_items": round(sum(k for _, k in rows) / max(1, n), 3)}
+    out = {"episodes": n, "successes": sum(r[0] for r in rows),
+           "mean_items": round(sum(r[1] for r in rows) / max(1, n), 3)}
     lo, hi = wilson(out["successes"], n)
     out["success"], out["ci"] = round(out["successes"] / max(1, n), 4), [round(lo, 4), round(hi, 4)]
-    reached = [sum(k >= j for _, k in rows) for j in range(items + 1)]
+    reached = [sum(r[1] >= j for r in rows) for j in range(items + 1)]
     out["reached"] = reached  # reached[j]: episodes that placed at least j items
     cond = []
     for j in range(items):
@@ -60,6 +61,13 @@ def summary(rows: list[tuple[int, int]], items: int) -> dict:
         cond.append({"item": j + 1, "placed": a, "of": b, "rate": round(a / b, 4) if b else None,
                      "ci": [round(lo, 4), round(hi, 4)]})
     out["per_item"] = cond
+    by_name: dict[str, list[int]] = {}  # item name -> [placed, attempted] (attempted: every earlier one placed)
+    for r in rows:
+        for j, name in enumerate(r[2][: r[1] + 1]):
+            acc = by_name.setdefault(name, [0, 0])
+            acc[0] += int(j < r[1])
+            acc[1] += 1
+    out["per_item_name"] = {k: {"placed": a, "of": b, "rate": round(a / b, 4)} for k, (a, b) in by_name.items()}
     return out
 
 
@@ -79,8 +87,12 @@ if __name__ == "__main__":
     out = {"task": task, "seeds": [EVAL_SEED0 + start, EVAL_SEED0 + start + n_ep], "items": items, "results": {}}
     for spec, rows in res.items():
         s = summary(rows, items)
-        out["results"][spec] = {**s, "outcomes": [r[0] for r in rows], "placed": [r[1] for r in rows]}
+        out["results"][spec] = {**s, "outcomes": [r[0] for r in rows], "placed": [r[1] for r in rows],
+                                "items_order": [r[2] for r in rows], "subgoal_s": [r[3] for r in rows],
+                                "episode_s": [r[4] for r in rows]}
         chain = " ".join(f"{c['placed']}/{c['of']}" for c in s["per_item"])
         print(f"{spec}: {s['successes']}/{s['episodes']} = {s['success']:.1%} [{s['ci'][0]:.1%}, {s['ci'][1]:.1%}]"
-              f" items {s['mean_items']:.2f}; per item {chain}", file=sys.stderr, flush=True)
+              f" items {s['mean_items']:.2f}; per item {chain}; by name "
+              + " ".join(f"{k} {v['placed']}/{v['of']}" for k, v in s["per_item_name"].items()),
+              file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
