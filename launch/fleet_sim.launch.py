@@ -23,6 +23,7 @@ ARGS = {
                             "each version the learner publishes; the learner still closes a round every "
                             "robots x episodes_per_round new episodes)"),
     "seed": ("0", "base seed"),
+    "cameras": ("", "cameras each robot's camera driver publishes (robot.launch.py; default: the overview)"),
     "time_limit_scale": ("1.0", "multiplies each task's time limit"),
     "intervene": ("true", "let the scripted operators take over"),
     "algo": ("", "learner update rule (default from config/learner.yaml)"),
@@ -53,7 +54,7 @@ def _fleet(context):
                 "episodes_per_round": a["episodes_per_round"], "rounds": a["rounds"],
                 "sync_rounds": a["sync_rounds"], "seed": str(int(a["seed"]) * 1000 + i),
                 "time_limit_scale": a["time_limit_scale"],
-                "intervene": a["intervene"], "respawn": a["respawn"],
+                "intervene": a["intervene"], "respawn": a["respawn"], "cameras": a["cameras"],
             }.items()))
     if a["learner"].lower() == "true":
         actions.append(IncludeLaunchDescription(

@@ -27,6 +27,8 @@ ARGS = {
     "seed": ("0", "base seed for episode resets"),
     "time_limit_scale": ("1.0", "multiplies each task's time limit"),
     "intervene": ("true", "let the scripted operator take over"),
+    "cameras": ("", "comma list of the cameras the camera driver publishes, e.g. overview,left_wrist,right_wrist for a "
+                    "policy pretrained with wrist cameras (default: config/robot.yaml's, the overview)"),
     "config": ("", "parameter file (default: the package's config/robot.yaml)"),
     "respawn": ("true", "respawn drivers, policy and recorder if they die"),
     "respawn_delay": ("2.0", "seconds before a dead node is restarted"),
@@ -55,7 +57,10 @@ def node_specs(a: dict[str, str]) -> list[dict]:
         dict(executable="arm_driver", name="arm_driver", parameters=[config, {"backend": "sim" if sim else "real"}],
              **supervised, **common),
         dict(executable="camera_driver", name="camera_driver",
-             parameters=[config, {"backend": "sim" if sim else "v4l"}], **supervised, **common),
+             parameters=[config, {"backend": "sim" if sim else "v4l",
+                                  **({"cameras": cams} if (cams := [c.strip() for c in a["cameras"].split(",")
+                                                                     if c.strip()]) else {})}],
+             **supervised, **common),
         dict(executable="vla_policy", name="vla_policy", parameters=[config, {"store": store}], **supervised,
              **common),
         dict(executable="teleop", name="teleop", parameters=[config, {

@@ -78,3 +78,10 @@ def test_rounds_are_synchronous_unless_asked():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend"):
         _evaluate(backend="gazebo")
+
+
+def test_cameras_argument_reaches_the_camera_driver():
+    _, specs, _ = _evaluate()
+    assert "cameras" not in specs["camera_driver"]["parameters"][1]  # config/robot.yaml's (the overview)
+    _, specs, _ = _evaluate(cameras="overview, left_wrist,right_wrist,")
+    assert specs["camera_driver"]["parameters"][1]["cameras"] == ["overview", "left_wrist", "right_wrist"]

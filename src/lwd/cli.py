@@ -14,8 +14,8 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
 
     path = pretrain(a.store, PretrainConfig(tasks=tuple(a.tasks.split(",")), demos_per_task=a.demos, steps=a.steps,
                                             batch_size=a.batch_size, seed=a.seed, image_size=a.image_size,
-                                            demo_noise=a.noise, device=a.device, workers=a.workers,
-                                            threads=a.threads,
+                                            cameras=tuple(a.cameras.split(",")), demo_noise=a.noise,
+                                            device=a.device, workers=a.workers, threads=a.threads,
                                             **({} if a.variation is None else {"demo_variation": a.variation})))
     manifest = json.loads((path / "manifest.json").read_text())
     print(f"pretrained {path} sha256={manifest['sha256'][:16]} loss={manifest['final_loss']:.4f}")
@@ -141,7 +141,7 @@ def _tasks_probe(a: argparse.Namespace) -> int:
 
         torch.set_num_threads(1)
         ck = load_checkpoint(Path(a.policy))
-        with SimWorld(image_size=ck.config.image_size) as world:
+        with SimWorld(image_size=ck.config.image_size, cameras=ck.config.cameras) as world:
             res = family_probe(world, VLAPolicy(ck.model, ck.version, seed=0, exec_steps=a.exec_steps), tasks,
                                a.scenes, EVAL_SEED0 + a.seed_offset)
     else:
@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=PretrainConfig.steps)
     s.add_argument("--batch-size", type=int, default=PretrainConfig.batch_size)
     s.add_argument("--image-size", type=int, default=PretrainConfig.image_size)
+    s.add_argument("--cameras", default=",".join(PretrainConfig.cameras),
+                   help="cameras the policy sees, comma list of overview,left_wrist,right_wrist (in that order)")
     s.add_argument("--noise", type=float, default=None, help="scripted expert noise (default: the sim's)")
     s.add_argument("--variation", type=float, default=None,
                    help="item pose spread of the demo scenes (deployment = 1.0; default PretrainConfig.demo_variation)")

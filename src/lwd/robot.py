@@ -13,4 +13,31 @@ JOINT_NAMES: tuple[str, ...] = tuple(
 )
 assert len(JOINT_NAMES) == N_JOINTS
 
-__all__ = ["N_JOINTS", "CONTROL_DT", "CONTROL_DT_NS", "ARMS", "JOINT_NAMES"]
+CAMERAS: tuple[str, ...] = ("overview", "left_wrist", "right_wrist")
+"""The robot's RGB cameras: a static overview of the workspace and one on each hand. Each has its own
+sensor_msgs/Image topic (:func:`camera_topic`); a policy names the ones it sees (``PolicyConfig.cameras``)."""
+
+
+def camera_topic(name: str) -> str:
+    """The (namespace-relative) image topic of camera ``name``: ``camera/image_raw`` for the overview (the topic
+    every earlier bag and node uses), ``<name>/image_raw`` for the others."""
+    if name not in CAMERAS:
+        raise ValueError(f"unknown camera {name!r}; known: {', '.join(CAMERAS)}")
+    return "camera/image_raw" if name == "overview" else f"{name}/image_raw"
+
+
+def check_cameras(cameras) -> tuple[str, ...]:
+    """Validate a camera list: known names, no repeats, in :data:`CAMERAS` order (views are laid side by side in
+    that order, so one list has one layout)."""
+    cams = tuple(cameras)
+    if not cams:
+        raise ValueError("at least one camera is needed")
+    for c in cams:
+        camera_topic(c)
+    if len(set(cams)) != len(cams) or list(cams) != sorted(cams, key=CAMERAS.index):
+        raise ValueError(f"cameras {cams} must be distinct and in the order {CAMERAS}")
+    return cams
+
+
+__all__ = ["N_JOINTS", "CONTROL_DT", "CONTROL_DT_NS", "ARMS", "JOINT_NAMES", "CAMERAS", "camera_topic",
+           "check_cameras"]

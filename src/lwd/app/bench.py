@@ -190,7 +190,7 @@ def run_algo(cfg: BenchConfig, algo: str, base: Path, v0_eval: dict, pool=None) 
         subgoal_credit=cfg.subgoal_credit, fleet_fraction=cfg.fleet_fraction, algo_overrides=_overrides(cfg, algo)))
     t_algo = time.time()
     robot_s = rows[-1]["robot_s"] if rows else 0.0
-    with SimWorld(image_size=learner.model.cfg.image_size) as world:
+    with SimWorld(image_size=learner.model.cfg.image_size, cameras=learner.model.cfg.cameras) as world:
         operator = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=cfg.seed),
                                     misaligned_s=cfg.misaligned_s)
         if not rows:
@@ -309,7 +309,7 @@ def _eval_v0_task(args) -> dict:
     torch.set_num_threads(1)
     cfg, base, tasks = args
     model = load_checkpoint(version_dir(base / "policies", 0)).model
-    with SimWorld(image_size=model.cfg.image_size) as world:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as world:
         return _eval(world, model, 0, replace(cfg, tasks=tuple(tasks)))
 
 
@@ -327,11 +327,11 @@ def _rollout_state(ckpt: str) -> dict:
     if st.get("ckpt") != ckpt:
         c = load_checkpoint(Path(ckpt))
         st.update(ckpt=ckpt, model=c.model, version=c.version)
-    size = st["model"].cfg.image_size
+    size = (st["model"].cfg.image_size, st["model"].cfg.cameras)
     if st.get("size") != size:
         if "world" in st:
             st["world"].close()
-        st["world"] = SimWorld(image_size=size)
+        st["world"] = SimWorld(image_size=size[0], cameras=size[1])
         st["size"] = size
         st.pop("operator", None)
     return st

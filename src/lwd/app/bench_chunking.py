@@ -218,7 +218,7 @@ def run_chunk_bench(cfg: ChunkBenchConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     t_start = time.time()
-    with SimWorld(image_size=ckpt.model.cfg.image_size) as world:
+    with SimWorld(image_size=ckpt.model.cfg.image_size, cameras=ckpt.model.cfg.cameras) as world:
         for delay_ms in cfg.delays_ms:
             for variant in cfg.variants:
                 t0 = time.time()

@@ -84,7 +84,7 @@ def _inference(cfg: SystemsBenchConfig, ckpt) -> dict:
 
     period = cfg.exec_steps * CONTROL_DT
     out = {"executed_chunk_period_ms": 1e3 * period}
-    with SimWorld(image_size=ckpt.model.cfg.image_size) as world:
+    with SimWorld(image_size=ckpt.model.cfg.image_size, cameras=ckpt.model.cfg.cameras) as world:
         for variant in ("plain", "rtc"):
             policy = VLAPolicy.from_checkpoint(ckpt, seed=cfg.seed, exec_steps=cfg.exec_steps)
             sched = ChunkScheduler("rtc" if variant == "rtc" else "replace", CONTROL_DT, cfg.exec_steps)

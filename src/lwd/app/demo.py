@@ -185,7 +185,7 @@ def _eval_job(args) -> tuple[int, str, dict]:
 
     torch.set_num_threads(1)
     model = load_checkpoint(version_dir(Path(store_root) / "policies", version)).model
-    with SimWorld(image_size=model.cfg.image_size) as world:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as world:
         res = evaluate(world, VLAPolicy(model, version, seed=0, exec_steps=exec_steps), (task,), episodes)
     return version, task, res[task].to_dict()
 

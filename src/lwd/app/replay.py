@@ -56,9 +56,10 @@ def compare_policy(bag: Path, checkpoint: Path, samples: int = 4, seed: int = 0)
     steps = read_episode(bag)
     policy = VLAPolicy.from_checkpoint(load_checkpoint(checkpoint), seed=seed)
     h = policy.cfg.horizon
+    images = steps.views(policy.cfg.cameras)  # ValueError if the bag lacks a camera the policy sees
     errs, per_source = [], {}
     for k in range(0, max(1, len(steps) - h), max(1, h // 2)):
-        obs = {"image": steps.images[k], "qpos": steps.qpos[k], "instruction": steps.meta.instruction}
+        obs = {"image": images[k], "qpos": steps.qpos[k], "instruction": steps.meta.instruction}
         pred = np.mean([policy.infer(obs) for _ in range(samples)], axis=0)
         idx = np.minimum(np.arange(k, k + h), len(steps) - 1)
         err = np.abs(pred - steps.actions[idx]).mean(axis=0)  # per joint

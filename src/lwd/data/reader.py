@@ -13,7 +13,17 @@ from lwd.control.health import Rejected, joint_order
 from .errors import BagError, EpisodeFormatError, IncompleteBagError
 from .events import EventTracker, canonical_topic
 from .metadata import SIDECAR, read_custom_meta, read_meta
-from .schema import CONTROL_DT_NS, JOINT_NAMES, N_JOINTS, SOURCE_POLICY, EpisodeMeta, EpisodeSteps, parse_frame_id
+from .schema import (
+    CAMERAS,
+    CONTROL_DT_NS,
+    JOINT_NAMES,
+    N_JOINTS,
+    SOURCE_POLICY,
+    EpisodeMeta,
+    EpisodeSteps,
+    camera_topic,
+    parse_frame_id,
+)
 
 log = logging.getLogger("lwd.data")
 
@@ -37,7 +47,8 @@ def read_episode(path: Path | str, *, meta: EpisodeMeta | None = None) -> Episod
     """Read an episode bag and resample it onto the control grid (see module doc and lwd.data.schema).
 
     Grid t_k = start + k*CONTROL_DT from the ``start`` event up to (excluding) the ``end`` event (recovered bags
-    without an end event: up to the last message). Per step: image = latest frame with log time <= t_k,
+    without an end event: up to the last message). Per step: image = latest frame with log time <= t_k of each
+    camera the bag has (their views side by side, ``EpisodeSteps.cameras``),
     qpos = latest joint_states <= t_k, action = point of the latest cmd/joint_trajectory (log time r <= t_k)
     being executed at elapsed e = t_k - r (point j with tfs_{j-1} <= e < tfs_j, else the last point),
     source/version from its frame_id. Leading steps without a command (or observation) are dropped.
@@ -53,8 +64,8 @@ def read_episode(path: Path | str, *, meta: EpisodeMeta | None = None) -> Episod
     if meta is None and (path / SIDECAR).exists():
         meta = read_meta(path)
 
-    wanted = {"camera/image_raw", "joint_states", "cmd/joint_trajectory", "episode/event", "task/instruction",
-              "teleop/engaged"}
+    wanted = {*(camera_topic(c) for c in CAMERAS), "joint_states", "cmd/joint_trajectory", "episode/event",
+              "task/instruction", "teleop/engaged"}
     raw: dict[str, list[tuple[int, bytes]]] = {k: [] for k in wanted}
     types: dict[str, str] = {}
     try:
@@ -112,8 +123,7 @@ def _resample(path: Path, raw: dict[str, list[tuple[int, bytes]]], decode, meta:
 
     js_t, js_d = _sorted(raw["joint_states"])
     cmd_t, cmd_d = _sorted(raw["cmd/joint_trajectory"])
-    img_t, img_d = _sorted(raw["camera/image_raw"])
-    has_cam = len(img_t) > 0
+    cams = [(c, *_sorted(raw[camera_topic(c)])) for c in CAMERAS if raw[camera_topic(c)]]
     if len(js_t) == 0:
         raise EpisodeFormatError(path, "no joint_states messages")
     if len(cmd_t) == 0:
@@ -144,9 +154,10 @@ def _resample(path: Path, raw: dict[str, list[tuple[int, bytes]]], decode, meta:
     i_js = np.searchsorted(js_t, grid, side="right") - 1
     i_cmd = np.searchsorted(cmd_t, grid, side="right") - 1
     valid = (i_js >= 0) & (i_cmd >= 0)
-    if has_cam:
-        i_img = np.searchsorted(img_t, grid, side="right") - 1
-        valid &= i_img >= 0
+    i_imgs = []
+    for _, img_t, _ in cams:
+        i_imgs.append(np.searchsorted(img_t, grid, side="right") - 1)
+        valid &= i_imgs[-1] >= 0
     sel = np.nonzero(valid)[0]
     T = len(sel)
 
@@ -175,22 +186,26 @@ def _resample(path: Path, raw: dict[str, list[tuple[int, bytes]]], decode, meta:
         source[out] = src
         version[out] = ver if src == SOURCE_POLICY else -1
 
-    if has_cam and T:
-        img_cache: dict[int, np.ndarray] = {}
+    if cams and T:
         first = None
-        frames = []
-        for k in sel:
-            i = int(i_img[k])
-            if i not in img_cache:
-                img_cache[i] = _image_to_array(decode("camera/image_raw", img_d[i]))
-                if first is None:
-                    first = img_cache[i].shape
-                elif img_cache[i].shape != first:
-                    raise EpisodeFormatError(path, f"image size changed from {first} to {img_cache[i].shape}")
-            frames.append(img_cache[i])
-        images = np.stack(frames)
+        views = []
+        for (name, _, img_d), i_img in zip(cams, i_imgs, strict=True):
+            topic = camera_topic(name)
+            img_cache: dict[int, np.ndarray] = {}
+            frames = []
+            for k in sel:
+                i = int(i_img[k])
+                if i not in img_cache:
+                    img_cache[i] = _image_to_array(decode(topic, img_d[i]))
+                    if first is None:
+                        first = img_cache[i].shape
+                    elif img_cache[i].shape != first:
+                        raise EpisodeFormatError(path, f"{topic}: image size {img_cache[i].shape}, expected {first}")
+                frames.append(img_cache[i])
+            views.append(np.stack(frames))
+        images = views[0] if len(views) == 1 else np.concatenate(views, axis=2)
     else:
         images = np.zeros((T, 0, 0, 3), np.uint8)
-
+    cameras = tuple(c for c, _, _ in cams) or ("overview",)
     return EpisodeSteps(images=images, qpos=qpos, actions=actions, source=source, policy_version=version,
-                        t_ns=grid[sel], meta=meta)
+                        t_ns=grid[sel], meta=meta, cameras=cameras)

@@ -18,11 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from lwd.robot import CONTROL_DT, CONTROL_DT_NS, JOINT_NAMES, N_JOINTS  # noqa: F401 - re-exported contract
+from lwd.robot import (  # noqa: F401 - re-exported contract
+    CAMERAS,
+    CONTROL_DT,
+    CONTROL_DT_NS,
+    JOINT_NAMES,
+    N_JOINTS,
+    camera_topic,
+    check_cameras,
+)
 
 TOPICS: dict[str, str] = {
     "joint_states": "sensor_msgs/msg/JointState",
-    "camera/image_raw": "sensor_msgs/msg/Image",
+    **{camera_topic(c): "sensor_msgs/msg/Image" for c in CAMERAS},
     "task/instruction": "std_msgs/msg/String",
     "policy/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
     "teleop/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
@@ -33,6 +41,26 @@ TOPICS: dict[str, str] = {
     "episode/reward": "std_msgs/msg/Float32",
     "policy/status": "std_msgs/msg/String",
 }
+
+
+
+def select_views(images: np.ndarray, have, want) -> np.ndarray:
+    """(..., S, S * len(have), 3) side-by-side views -> the ``want`` cameras' views side by side.
+
+    Raises:
+        ValueError: a wanted camera is not among ``have``, or the width does not split into ``have``'s views.
+    """
+    have, want = check_cameras(have), check_cameras(want)
+    if have == want:
+        return images
+    missing = [c for c in want if c not in have]
+    if missing:
+        raise ValueError(f"no images of camera(s) {missing}: the episode has {list(have)}")
+    s = images.shape[-3]
+    if images.shape[-2] != s * len(have):
+        raise ValueError(f"image width {images.shape[-2]} is not {len(have)} views of {s}")
+    return np.concatenate([images[..., :, have.index(c) * s:(have.index(c) + 1) * s, :] for c in want], axis=-2)
+
 
 # step source codes in EpisodeSteps.source
 SOURCE_POLICY = 0
@@ -135,9 +163,9 @@ class EpisodeMeta:
 class EpisodeSteps:
     """One episode on the control grid t_k = start + k*CONTROL_DT (the learner's view).
 
-    images (T,S,S,3) uint8 (S may be 0 when the bag had no camera), qpos (T,14) float32 observation at step
-    start, actions (T,14) float32 target executed during [t_k, t_k+dt), source (T,) int8 (SOURCE_*),
-    policy_version (T,) int32 (-1 where not policy), t_ns (T,) int64.
+    images (T,S,S*V,3) uint8, the V ``cameras``' views side by side (S may be 0 when the bag had no camera),
+    qpos (T,14) float32 observation at step start, actions (T,14) float32 target executed during [t_k, t_k+dt),
+    source (T,) int8 (SOURCE_*), policy_version (T,) int32 (-1 where not policy), t_ns (T,) int64.
     """
 
     images: np.ndarray
@@ -147,8 +175,10 @@ class EpisodeSteps:
     policy_version: np.ndarray
     t_ns: np.ndarray
     meta: EpisodeMeta
+    cameras: tuple[str, ...] = ("overview",)
 
     def __post_init__(self) -> None:
+        self.cameras = check_cameras(self.cameras)
         self.images = np.asarray(self.images, dtype=np.uint8)
         self.qpos = np.asarray(self.qpos, dtype=np.float32)
         self.actions = np.asarray(self.actions, dtype=np.float32)
@@ -162,6 +192,10 @@ class EpisodeSteps:
 
     def __len__(self) -> int:
         return len(self.t_ns)
+
+    def views(self, cameras) -> np.ndarray:
+        """The images of ``cameras`` (a subset of this episode's, in ``lwd.robot.CAMERAS`` order) side by side."""
+        return select_views(self.images, self.cameras, cameras)
 
     @property
     def success(self) -> bool:

@@ -15,6 +15,7 @@ from .schema import (
     SOURCE_TELEOP,
     EpisodeMeta,
     EpisodeSteps,
+    camera_topic,
     event_json,
     frame_id_for,
 )
@@ -27,8 +28,8 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
     """Write an EpisodeSteps (e.g. a scripted demonstration) as a fleet-format bag.
 
     Messages are synthesized on the grid t_k = t0 + k*CONTROL_DT (t0 = steps.t_ns[0] or meta.start_ns):
-    episode/event start at t0, task/instruction, per step camera/image_raw, joint_states and a
-    cmd/joint_trajectory tagged by the step's source (one point = the step's action; with
+    episode/event start at t0, task/instruction, per step each camera's image (``lwd.robot.camera_topic``),
+    joint_states and a cmd/joint_trajectory tagged by the step's source (one point = the step's action; with
     ``trajectory_points > 1`` the following actions are appended as later points, which the reader ignores
     because the next command replaces it), cmd/source on change, takeover/release events around teleop steps,
     ``subgoal`` events at ``meta.subgoal_ns``, episode/reward 1.0 and the end event at t0 + T*dt. ``read_episode``
@@ -53,6 +54,12 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
     meta = replace(meta, start_ns=t0, end_ns=t_end, intervention_segments=segs, num_interventions=len(segs),
                    policy_versions=sorted(set(meta.policy_versions) | set(versions)))
     has_images = steps.images.ndim == 4 and steps.images.shape[1] > 0
+    side = steps.images.shape[1] if has_images else 0
+    if has_images and steps.images.shape[2] != side * len(steps.cameras):
+        raise ValueError(f"images {steps.images.shape[1:]} are not {len(steps.cameras)} square views side by side")
+    # one sensor_msgs/Image topic per camera, as the camera drivers publish them
+    views = [("camera" if c == "overview" else c, camera_topic(c), v * side)
+             for v, c in enumerate(steps.cameras)] if has_images else []
     with EpisodeBagWriter(path, meta) as w:
         w.write_msg("episode/event", t0, string_msg(event_json(
             "start", episode_id=meta.episode_id, robot=meta.robot, task=meta.task, instruction=meta.instruction,
@@ -73,8 +80,8 @@ def write_steps_bag(path: Path | str, steps: EpisodeSteps, *, trajectory_points:
                     w.write_msg("teleop/engaged", t, bool_msg(False))
                 w.write_msg("cmd/source", t, string_msg(SOURCE_NAMES.get(src, "teleop")))
                 prev_src = src
-            if has_images:
-                w.write_msg("camera/image_raw", t, image_msg(t, steps.images[k]))
+            for name, topic, lo in views:
+                w.write_msg(topic, t, image_msg(t, steps.images[k, :, lo:lo + side], frame_id=name))
             w.write_msg("joint_states", t, joint_state_msg(t, steps.qpos[k]))
             pts = steps.actions[k:k + max(1, trajectory_points)]
             w.write_msg("cmd/joint_trajectory", t,

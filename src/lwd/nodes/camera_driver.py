@@ -1,4 +1,6 @@
-"""camera_driver: publishes ``camera/image_raw`` (rgb8) from the sim mirror, a V4L device or a video file.
+"""camera_driver: publishes each of its ``cameras`` on its own rgb8 topic (``camera/image_raw`` for the overview,
+``<name>/image_raw`` for a wrist camera) from the sim mirror, or one camera from a V4L device or a video file (a
+real robot runs one driver per physical camera).
 
 A ``sim/state`` with NaN/inf or of the wrong size is rejected and counted (``/diagnostics``), never rendered.
 """
@@ -12,6 +14,7 @@ from std_msgs.msg import Float64MultiArray, String
 
 from lwd.control.health import OK, WARN, Rejected, check_finite_vector
 from lwd.nodes.common import RELIABLE_QOS, SENSOR_QOS, HealthPublisher, numpy_to_image, parse_json, run_node
+from lwd.robot import camera_topic, check_cameras
 
 
 class CameraDriver(Node):
@@ -22,7 +25,13 @@ class CameraDriver(Node):
         self.size = int(self.declare_parameter("image_size", 64).value)
         device = self.declare_parameter("device", "0").value
         self.frame_id = self.declare_parameter("frame_id", "camera").value
-        self.pub = self.create_publisher(Image, "camera/image_raw", SENSOR_QOS)
+        self.cameras = check_cameras(self.declare_parameter("cameras", ["overview"]).value)
+        if self.backend != "sim" and len(self.cameras) != 1:
+            raise ValueError(f"the {self.backend} backend reads one device: one camera, not {list(self.cameras)} "
+                             "(run one camera_driver per camera)")
+        # the overview keeps the frame_id parameter; a wrist camera's frame is its name
+        self.frame_ids = [self.frame_id if c == "overview" else c for c in self.cameras]
+        self.pubs = [self.create_publisher(Image, camera_topic(c), SENSOR_QOS) for c in self.cameras]
         self.world = None
         self.cap = None
         self.state: np.ndarray | None = None
@@ -32,7 +41,7 @@ class CameraDriver(Node):
         if self.backend == "sim":
             from lwd.sim.world import SimWorld
 
-            self.world = SimWorld(image_size=self.size, render=True)
+            self.world = SimWorld(image_size=self.size, render=True, cameras=self.cameras)
             self.world.reset("pick_place", 0)
             self.create_subscription(Float64MultiArray, "sim/state", self._on_state, SENSOR_QOS)
             self.create_subscription(String, "episode/event", self._on_event, RELIABLE_QOS)
@@ -46,7 +55,8 @@ class CameraDriver(Node):
         else:
             raise ValueError(f"backend must be sim, v4l or file, got {self.backend!r}")
         self.create_timer(1.0 / rate, self._tick)
-        self.get_logger().info(f"camera_driver up: backend={self.backend} {self.size}x{self.size} @ {rate:.0f} Hz")
+        self.get_logger().info(f"camera_driver up: backend={self.backend} cameras={list(self.cameras)} "
+                               f"{self.size}x{self.size} @ {rate:.0f} Hz")
 
     def _on_state(self, msg: Float64MultiArray) -> None:
         try:
@@ -92,7 +102,10 @@ class CameraDriver(Node):
     def _tick(self) -> None:
         img = self._grab()
         if img is not None:
-            self.pub.publish(numpy_to_image(img, self.get_clock().now().to_msg(), self.frame_id))
+            stamp = self.get_clock().now().to_msg()  # one stamp: the views are of one instant
+            s = img.shape[0]
+            for k, (pub, frame_id) in enumerate(zip(self.pubs, self.frame_ids, strict=True)):
+                pub.publish(numpy_to_image(img[:, k * s:(k + 1) * s], stamp, frame_id))
             self.frames += 1
             self.diag.health.set_value("frames", self.frames)
 

@@ -25,7 +25,7 @@ from std_msgs.msg import String
 from lwd.control.health import ERROR, OK
 from lwd.data.bag import EpisodeBagWriter
 from lwd.data.errors import BagError
-from lwd.data.schema import TOPICS, EpisodeMeta
+from lwd.data.schema import CAMERAS, TOPICS, EpisodeMeta, camera_topic
 from lwd.data.store import ExperienceStore
 from lwd.nodes.common import (
     LATCHED_QOS,
@@ -38,8 +38,9 @@ from lwd.nodes.common import (
 )
 
 # Sensor streams are best-effort publishers; everything else is reliable (latched where the publisher latches).
-_QOS = {"joint_states": SENSOR_QOS, "camera/image_raw": SENSOR_QOS, "task/instruction": LATCHED_QOS,
-        "teleop/engaged": LATCHED_QOS, "cmd/source": LATCHED_QOS, "policy/status": LATCHED_QOS}
+_QOS = {"joint_states": SENSOR_QOS, **{camera_topic(c): SENSOR_QOS for c in CAMERAS},
+        "task/instruction": LATCHED_QOS, "teleop/engaged": LATCHED_QOS, "cmd/source": LATCHED_QOS,
+        "policy/status": LATCHED_QOS}
 
 
 class EpisodeRecorder(Node):

@@ -50,7 +50,7 @@ from lwd.policy.checkpoint import (
 from lwd.policy.hotswap import Announcement, PolicyLoader, supersedes
 from lwd.policy.inference import VLAPolicy
 from lwd.rl.selection import attach_scorer
-from lwd.robot import CONTROL_DT, JOINT_NAMES
+from lwd.robot import CAMERAS, CONTROL_DT, JOINT_NAMES, camera_topic
 
 
 class VLAPolicyNode(Node):
@@ -77,7 +77,7 @@ class VLAPolicyNode(Node):
         self.rejected: list[dict] = []  # the latest rejected announcements (version, code, reason)
         self.quarantined: list[dict] = []  # corrupt versions moved aside when the initial policy was chosen
         self.diag = HealthPublisher(self)
-        self.image: tuple[float, np.ndarray] | None = None  # (stamp s, image)
+        self.images: dict[str, tuple[float, np.ndarray]] = {}  # camera -> (stamp s, image)
         self.qpos: tuple[float, np.ndarray] | None = None
         self.instruction = ""
         self.active = False
@@ -97,7 +97,9 @@ class VLAPolicyNode(Node):
 
         self.traj_pub = self.create_publisher(JointTrajectory, "policy/joint_trajectory", RELIABLE_QOS)
         self.status_pub = self.create_publisher(String, "policy/status", LATCHED_QOS)
-        self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS)
+        # every camera's topic: the policy chosen at start (or a later restart) decides which it reads
+        for cam in CAMERAS:
+            self.create_subscription(Image, camera_topic(cam), lambda m, c=cam: self._on_image(c, m), SENSOR_QOS)
         self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
         self.create_subscription(String, "task/instruction", self._on_instruction, LATCHED_QOS)
         self.create_subscription(String, "episode/event", self._on_event, RELIABLE_QOS)
@@ -154,11 +156,11 @@ class VLAPolicyNode(Node):
         return ns * 1e-9 if ns > 0 else self._now()
 
     # -- cached observations ----------------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, camera: str, msg: Image) -> None:
         try:
-            self.image = (self._stamp(msg.header), image_to_numpy(msg))
+            self.images[camera] = (self._stamp(msg.header), image_to_numpy(msg))
         except ValueError as e:
-            self.diag.reject("bad_image", f"camera/image_raw: {e}")
+            self.diag.reject("bad_image", f"{camera_topic(camera)}: {e}")
 
     def _on_joints(self, msg: JointState) -> None:
         try:
@@ -283,14 +285,22 @@ class VLAPolicyNode(Node):
             self.traj_pub.publish(numpy_to_trajectory(chunk.actions, self.dt, self.joint_names, tag, stamp))
 
     def _fresh_obs(self, now: float) -> tuple[dict, float] | None:
-        """The cached observation and its time (the older of image and joint stamps), if the gate accepts it."""
-        img, q = self.image, self.qpos
-        if img is None or q is None or not self.instruction:
+        """The cached observation and its time (the oldest of its images' and joint stamps), if the gate accepts it.
+
+        The policy's cameras' latest images, side by side; none until each of them has sent one."""
+        policy, q = self.policy, self.qpos
+        cams = policy.cfg.cameras if policy is not None else ("overview",)
+        views = [self.images.get(c) for c in cams]
+        if any(v is None for v in views) or q is None or not self.instruction:
             return None
-        t_obs = min(img[0], q[0])
+        if len({v[1].shape for v in views}) > 1:
+            self.diag.reject("bad_image", f"cameras {list(cams)} sent images of different sizes")
+            return None
+        t_obs = min(q[0], *(v[0] for v in views))
         if not self.gate.accepts(t_obs, now, self.episode_start, self.sched.next_request_time()):
             return None
-        return {"image": img[1], "qpos": q[1], "instruction": self.instruction}, t_obs
+        image = views[0][1] if len(views) == 1 else np.concatenate([v[1] for v in views], axis=1)
+        return {"image": image, "qpos": q[1], "instruction": self.instruction}, t_obs
 
     def _on_timer(self) -> None:
         self._update_health()
@@ -305,6 +315,10 @@ class VLAPolicyNode(Node):
         elif self.version < worst:
             gone = ", ".join(f"v{q['version']} ({q['reason']})" for q in self.quarantined)
             h.set_status(WARN, f"running v{self.version}: fell back, quarantined {gone}")
+        elif self.active and (silent := [c for c in self.policy.cfg.cameras if c not in self.images]):
+            # e.g. a wrist-camera policy on a robot whose camera_driver publishes the overview only
+            h.set_status(WARN, f"v{self.version} sees {list(self.policy.cfg.cameras)}: no image yet from "
+                               f"{', '.join(camera_topic(c) for c in silent)} (camera_driver's cameras parameter)")
         else:
             h.set_status(OK, f"running v{self.version}")
         h.set_value("version", self.version)
@@ -313,6 +327,7 @@ class VLAPolicyNode(Node):
         h.set_value("chunks", self.sched.chunks)
         h.set_value("chunk_mode", self.sched.mode)
         h.set_value("active", self.active)
+        h.set_value("cameras", ",".join(self.policy.cfg.cameras) if self.policy is not None else "")
 
     def _publish_status(self) -> None:
         ms = float(np.mean(self.infer_ms)) if self.infer_ms else None

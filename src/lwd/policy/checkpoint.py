@@ -169,7 +169,8 @@ def load_checkpoint(path: Path, expected_sha256: str | None = None,
         raise CheckpointError(f"{path}: sha256 {digest[:12]} does not match announced {expected_sha256[:12]}",
                               "announced_sha256_mismatch")
     if expected_config is not None:
-        for name in ("image_size", "n_joints", "horizon", "cond_dim", "hidden", "vocab_size", "max_tokens"):
+        for name in ("image_size", "cameras", "n_joints", "horizon", "cond_dim", "hidden", "vocab_size",
+                     "max_tokens"):
             if getattr(cfg, name) != getattr(expected_config, name):
                 raise CheckpointError(
                     f"{path}: config.{name}={getattr(cfg, name)} != running {getattr(expected_config, name)}",

@@ -80,9 +80,9 @@ class VLAPolicy:
     @torch.no_grad()
     def infer(self, obs: dict, prefix=None) -> np.ndarray:
         image = np.asarray(obs["image"], dtype=np.uint8)
-        s = self.cfg.image_size
-        if image.shape != (s, s, 3):
-            raise ValueError(f"image shape {image.shape} != ({s}, {s}, 3)")
+        if image.shape != self.cfg.image_shape:
+            raise ValueError(f"image shape {image.shape} != {self.cfg.image_shape} "
+                             f"(cameras {list(self.cfg.cameras)})")
         qpos = np.asarray(obs["qpos"], dtype=np.float32)
         if qpos.shape != (self.cfg.n_joints,) or not np.isfinite(qpos).all():
             raise ValueError(f"qpos must be finite with shape ({self.cfg.n_joints},)")

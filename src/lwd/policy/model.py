@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lwd.policy.flow import flow_matching_loss, sample_euler
+from lwd.robot import check_cameras
 
 __all__ = ["PolicyConfig", "FlowVLA", "ActionExpert", "tokenize", "normalize_chunk", "denormalize_chunk"]
 
@@ -28,7 +29,11 @@ class PolicyConfig:
     """Architecture and normalization of a FlowVLA; saved beside every checkpoint."""
 
     image_size: int = 64
-    """Square RGB input resolution."""
+    """Square RGB input resolution (of each camera)."""
+    cameras: tuple[str, ...] = ("overview",)
+    """The cameras the policy sees (``lwd.robot.CAMERAS`` order); their views come side by side, (S, S * V, 3),
+    and one vision encoder (shared weights, per-view keypoints) reads each: the overview alone, or with the wrist
+    cameras that show the grasp up close (docs/learning.md row 84)."""
     n_joints: int = 14
     """Action/proprio dimension (2 arms x (6 joints + gripper))."""
     horizon: int = 10
@@ -69,6 +74,11 @@ class PolicyConfig:
     def action_dim(self) -> int:
         return self.horizon * self.n_joints
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape of one observation's image: the cameras' square views side by side."""
+        return (self.image_size, self.image_size * len(self.cameras), 3)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -86,6 +96,7 @@ class PolicyConfig:
         if isinstance(d["proprio"], bool):
             d["proprio"] = "full" if d["proprio"] else "none"
         cfg = cls(**d)
+        check_cameras(cfg.cameras)
         for name in ("action_scale", "qpos_mean", "qpos_std"):
             if len(getattr(cfg, name)) != cfg.n_joints:
                 raise ValueError(f"PolicyConfig.{name} has {len(getattr(cfg, name))} entries, expected {cfg.n_joints}")
@@ -262,8 +273,9 @@ class FlowVLA(nn.Module):
         self._proprio_idx = PROPRIO_JOINTS[cfg.proprio](cfg.n_joints)
         n_in = len(self._proprio_idx)
         self.proprio = nn.Sequential(nn.Linear(n_in, 64), nn.SiLU()) if n_in else None
+        self.n_views = len(check_cameras(cfg.cameras))
         self.fuse = nn.Sequential(
-            nn.Linear(self.vision.out_dim + cfg.text_dim + (64 if n_in else 0), cfg.cond_dim), nn.SiLU(),
+            nn.Linear(self.n_views * self.vision.out_dim + cfg.text_dim + (64 if n_in else 0), cfg.cond_dim), nn.SiLU(),
             nn.Linear(cfg.cond_dim, cfg.cond_dim), nn.LayerNorm(cfg.cond_dim),
         )
         self.expert = ActionExpert(cfg.cond_dim, cfg.action_dim, cfg.hidden, arch=cfg.expert_arch,
@@ -272,11 +284,14 @@ class FlowVLA(nn.Module):
         self.register_buffer("qpos_std", torch.tensor(cfg.qpos_std, dtype=torch.float32), persistent=False)
 
     def encode(self, image: torch.Tensor, qpos: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """image uint8 [B, S, S, 3], qpos [B, J], tokens [B, L] -> cond [B, cond_dim]."""
-        img = image.permute(0, 3, 1, 2).float() / 255.0
+        """image uint8 [B, S, S * V, 3] (V views side by side), qpos [B, J], tokens [B, L] -> cond [B, cond_dim]."""
+        b, s, v = image.shape[0], image.shape[1], self.n_views
+        # [B, S, V*S, 3] -> [B*V, 3, S, S]: each view through the one encoder, its keypoints kept per view
+        img = image.reshape(b, s, v, s, 3).permute(0, 2, 4, 1, 3).reshape(b * v, 3, s, s).float() / 255.0
         # Mean over non-padding tokens; an all-padding instruction gives zeros.
         text = self.text(tokens)
-        parts = [self.vision(img, text), text]
+        vis = self.vision(img, text.repeat_interleave(v, dim=0) if v > 1 else text)
+        parts = [vis.reshape(b, v * vis.shape[1]), text]
         if self.proprio is not None:
             q = (qpos.float() - self.qpos_mean) / self.qpos_std
             parts.append(self.proprio(q[:, self._proprio_idx]))

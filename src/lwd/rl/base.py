@@ -21,8 +21,16 @@ __all__ = ["Algorithm", "ReplayedStreams", "random_shift"]
 
 
 def random_shift(image: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DrQ-style augmentation: shift each uint8 image [B, S, S, 3] by up to ``pad`` pixels (edge-replicated)."""
-    b, s = image.shape[0], image.shape[1]
+    """DrQ-style augmentation: shift each uint8 image [B, S, S, 3] by up to ``pad`` pixels (edge-replicated).
+
+    Views side by side ([B, S, S * V, 3], ``PolicyConfig.cameras``) are shifted each on its own, so no pixel crosses
+    from one camera's view into another's."""
+    b0, s, v = image.shape[0], image.shape[1], image.shape[2] // image.shape[1]
+    if v > 1:
+        views = image.reshape(b0, s, v, s, 3).permute(0, 2, 1, 3, 4).reshape(b0 * v, s, s, 3)
+        out = random_shift(views, pad, generator)
+        return out.reshape(b0, v, s, s, 3).permute(0, 2, 1, 3, 4).reshape(b0, s, v * s, 3)
+    b = b0
     x = image.permute(0, 3, 1, 2).float()
     x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)

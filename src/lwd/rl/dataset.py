@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lwd.data.schema import SOURCE_EXPERT, SOURCE_POLICY, SOURCE_TELEOP
+from lwd.data.schema import SOURCE_EXPERT, SOURCE_POLICY, SOURCE_TELEOP, select_views
 from lwd.policy.model import PolicyConfig, normalize_chunk, tokenize
 
 __all__ = ["SOURCE_POLICY", "SOURCE_TELEOP", "SOURCE_EXPERT", "ChunkBuffer", "Batch", "FeatureBatch",
@@ -89,14 +89,18 @@ class ChunkBuffer:
         t = len(steps.actions)
         if t == 0:
             return 0
-        s = self.cfg.image_size
-        if steps.images.shape[1:] != (s, s, 3):
-            raise ValueError(f"episode images {steps.images.shape[1:]} do not match policy image size {s}")
+        images = np.asarray(steps.images, dtype=np.uint8)
+        have = getattr(steps, "cameras", ("overview",))
+        if tuple(have) != tuple(self.cfg.cameras) and images.shape[1] > 0:
+            images = select_views(images, have, self.cfg.cameras)  # a bag may hold cameras the policy does not use
+        if images.shape[1:] != self.cfg.image_shape:
+            raise ValueError(f"episode images {images.shape[1:]} do not match the policy's {self.cfg.image_shape} "
+                             f"(image size {self.cfg.image_size}, cameras {list(self.cfg.cameras)})")
         tokens = tokenize(steps.meta.instruction, self.cfg.vocab_size, self.cfg.max_tokens)
         source = np.asarray(steps.source)
         overruled, credited = self._credit(steps, source)
         self._parts.append({
-            "image": np.asarray(steps.images, dtype=np.uint8),
+            "image": images,
             "qpos": np.asarray(steps.qpos, dtype=np.float32),
             "action": np.asarray(steps.actions, dtype=np.float32),
             "source": np.asarray(steps.source, dtype=np.int8),

@@ -64,7 +64,7 @@ class SimGate(Gate):
         from lwd.sim.world import SimWorld
 
         if self._world is None:
-            self._world = SimWorld(image_size=model.cfg.image_size)
+            self._world = SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras)
         policy = VLAPolicy(model, seed=self.seed, exec_steps=self.exec_steps)
         res = evaluate(self._world, policy, self.tasks, self.episodes, seed0=GATE_SEED0, variation=self.variation)
         return {t: r.successes for t, r in res.items()}

@@ -56,6 +56,8 @@ class PretrainConfig:
     """Random-shift augmentation in pixels. 0: the camera is fixed, and a shift moves the scene by up to ~1.4 cm/px,
     more than the grasp tolerance, so it corrupts exactly the absolute positions the policy must read."""
     image_size: int = PolicyConfig.image_size
+    cameras: tuple[str, ...] = PolicyConfig.cameras
+    """Cameras the demos record and the policy sees (``lwd.robot.CAMERAS``; e.g. the overview and both wrists)."""
     proprio: str = PolicyConfig.proprio
     """Joint state the network sees (PolicyConfig.proprio: full, gripper or none; docs/learning.md rows 16-17)."""
     horizon: int = PolicyConfig.horizon
@@ -94,6 +96,7 @@ def rollout_to_steps(ro, robot: str, episode_id: str, t0_ns: int, source: str = 
         images=ro.images, qpos=ro.qpos, actions=ro.actions, source=ro.source,
         policy_version=np.where(np.asarray(ro.source) == SOURCE_POLICY, version, -1).astype(np.int32),
         t_ns=t0_ns + CONTROL_DT_NS * np.arange(t, dtype=np.int64), meta=meta,
+        cameras=getattr(ro, "cameras", ("overview",)),
     )
 
 
@@ -126,7 +129,7 @@ def collect_demos(store: ExperienceStore, cfg: PretrainConfig, progress: bool = 
     else:
         from lwd.sim.world import SimWorld
 
-        with SimWorld(image_size=cfg.image_size) as world:
+        with SimWorld(image_size=cfg.image_size, cameras=cfg.cameras) as world:
             for n, job in enumerate(jobs):
                 ok += _demo_job(job, world)
                 bar.update()
@@ -149,7 +152,7 @@ def _demo_job(job, world=None) -> bool:
     path, cfg, n, task, seed, target, t0 = job
     if world is None:
         if _WORLD is None:
-            _WORLD = SimWorld(image_size=cfg.image_size)
+            _WORLD = SimWorld(image_size=cfg.image_size, cameras=cfg.cameras)
         world = _WORLD
     noise = DEFAULT_DEMO_NOISE if cfg.demo_noise is None else cfg.demo_noise
     ro = run_episode(world, task, seed, actor=None, operator=None, expert_noise=noise,
@@ -201,7 +204,8 @@ def pretrain(store_root: Path | str, cfg: PretrainConfig | None = None, progress
         raise RuntimeError("no successful demonstrations to pretrain on")
     qpos = np.concatenate([e.qpos for e in good])
     pcfg = PolicyConfig(
-        image_size=cfg.image_size, horizon=cfg.horizon, flow_steps=cfg.flow_steps, proprio=cfg.proprio,
+        image_size=cfg.image_size, cameras=tuple(cfg.cameras), horizon=cfg.horizon, flow_steps=cfg.flow_steps,
+        proprio=cfg.proprio,
         vision_channels=cfg.vision_channels, cond_dim=cfg.cond_dim, hidden=cfg.hidden,
         action_scale=tuple(float(x) for x in fit_action_scale(good, cfg.horizon)),
         qpos_mean=tuple(float(x) for x in qpos.mean(0)),

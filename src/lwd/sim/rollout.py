@@ -47,7 +47,7 @@ class Actor(Protocol):
 class EpisodeRollout:
     """One episode. Per-step arrays have length T; ``qpos[t]``/``images[t]`` are observed before ``actions[t]``."""
 
-    images: np.ndarray  # (T, S, S, 3) uint8
+    images: np.ndarray  # (T, S, S * len(cameras), 3) uint8: the views side by side
     qpos: np.ndarray  # (T, 14) float32
     actions: np.ndarray  # (T, 14) float32, the executed (clipped) targets
     source: np.ndarray  # (T,) int8: lwd.data.schema SOURCE_POLICY / SOURCE_TELEOP (operator) / SOURCE_EXPERT
@@ -61,13 +61,14 @@ class EpisodeRollout:
     events: list[tuple[int, str]] = field(default_factory=list)  # (step, "takeover" | "release")
     subgoal_steps: list[int] = field(default_factory=list)
     """Steps whose action first achieved one more subgoal than ever before in the episode (an item placed)."""
+    cameras: tuple[str, ...] = ("overview",)
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
 
 def obs(world: SimWorld) -> dict[str, object]:
-    """Observation dict: ``image`` uint8 (S, S, 3), ``qpos`` float32 (14,), ``instruction`` str."""
+    """Observation dict: ``image`` uint8 (S, S * len(world.cameras), 3), ``qpos`` float32 (14,), ``instruction``."""
     return {
         "image": world.render(),
         "qpos": world.qpos14().astype(np.float32),
@@ -167,6 +168,7 @@ def run_episode(
         progress=world.progress(),
         events=events,
         subgoal_steps=subgoal_steps,
+        cameras=world.cameras,
     )
 
 

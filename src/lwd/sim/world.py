@@ -20,7 +20,7 @@ from types import TracebackType
 import mujoco
 import numpy as np
 
-from lwd.robot import ARMS, CONTROL_DT, JOINT_NAMES, N_JOINTS
+from lwd.robot import ARMS, CONTROL_DT, JOINT_NAMES, N_JOINTS, check_cameras
 from lwd.sim.gl import log_choice_once
 from lwd.sim.tasks import CATALOGUE, ITEM_NAMES, ITEMS, Goal, ItemSpec, TaskSpec, get_task
 
@@ -100,6 +100,10 @@ DRAWER_FLOOR = 0.012  # tray floor top
 DRAWER_INNER = (0.074, (-0.094, 0.08))  # tray interior: half x, local y range
 DRAWER_HANDLE = (0.0, -0.101, 0.115)  # handle post centre in the drawer frame
 STORE_CAMERA = '<camera name="overview" pos="0.1 -0.3 1.15" xyaxes="1 0 0 0 0.94 0.34" fovy="48"/>'
+# A camera on each hand, beside the palm, looking along the fingers and tilted toward the grasp (as the wrist
+# cameras of ALOHA-style arms): the item's pose between the fingers, which the overview shows in a few pixels.
+# Cameras have no dynamics: the state and the overview image are unchanged.
+WRIST_CAMERA = ('<camera name="{a}_wrist" pos="0.045 0 -0.005" xyaxes="0 1 0 0.940 0 0.342" fovy="80"/>')
 PARK_Y = 0.3  # unused catalogue items rest on the floor under the table (hidden by the table top)
 
 # kp, damping, ctrl range per arm joint
@@ -159,6 +163,7 @@ def _arm_xml(a: str) -> str:
                   {j("wrist_rotate")}
                   <geom name="{a}_palm" type="box" size="0.016 0.058 0.01" pos="0 0 0.01" {arm_geom}/>
                   <site name="{a}_tcp" pos="0 0 {TCP_DEPTH}" size="0.006" rgba="1 1 0 0.0"/>
+                  {WRIST_CAMERA.format(a=a)}
                   <body name="{a}_finger_a" pos="0 0 0.02" gravcomp="1">
                     <joint name="{a}_gripper" type="slide" axis="0 1 0" range="0 {GRIPPER_OPEN}" damping="3"
                            armature="0.005"/>
@@ -351,14 +356,16 @@ class SimWorld:
     """One robot's simulated world. Not thread-safe; one process steps it, mirrors only ``set_state``.
 
     Args:
-        image_size: side of the square rendered image.
+        image_size: side of each camera's square rendered image.
         render: create an offscreen renderer (headless: ``lwd.sim.gl`` picks ``MUJOCO_GL`` = egl, else osmesa).
+        cameras: the cameras :meth:`render` returns, side by side (``lwd.robot.CAMERAS`` order).
     """
 
-    def __init__(self, image_size: int = 64, render: bool = True) -> None:
+    def __init__(self, image_size: int = 64, render: bool = True, cameras=("overview",)) -> None:
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
         self.image_size = int(image_size)
+        self.cameras = check_cameras(cameras)
         self._render = bool(render)
         self._scenes: dict[str, dict[str, object]] = {}
         self.scene = ""
@@ -373,7 +380,8 @@ class SimWorld:
     _SCENE_ATTRS = (
         "model", "data", "_n_substeps", "joint_ids", "qpos_adr", "dof_adr", "act_ids", "joint_low", "joint_high",
         "home_qpos", "tcp_site", "items", "item_body", "item_qadr", "item_vadr", "item_geoms", "pad_geoms",
-        "arm_geoms", "static_geoms", "camera_id", "_renderer", "drawer_qadr", "drawer_body", "handle_geom",
+        "arm_geoms", "static_geoms", "camera_id", "camera_ids", "_renderer", "drawer_qadr", "drawer_body",
+        "handle_geom",
     )
 
     def _use_scene(self, scene: str) -> None:
@@ -413,6 +421,7 @@ class SimWorld:
         }
         self.static_geoms = {i for i in range(m.ngeom) if m.geom_bodyid[i] == 0 and m.geom_contype[i]}
         self.camera_id = m.camera("overview").id
+        self.camera_ids = tuple(m.camera(c).id for c in self.cameras)
         if scene == "store":
             self.drawer_qadr = int(m.jnt_qposadr[m.joint("drawer_slide").id])
             self.drawer_body = m.body("drawer").id
@@ -618,15 +627,19 @@ class SimWorld:
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> np.ndarray:
-        """Render the overview camera as uint8 (S, S, 3).
+        """Render the world's cameras as uint8 (S, S * len(cameras), 3): the views side by side, in ``cameras``
+        order (the overview alone: (S, S, 3)).
 
         Raises:
             RuntimeError: the world was created with ``render=False`` or is closed.
         """
         if self._renderer is None:
             raise RuntimeError("SimWorld has no renderer (created with render=False or closed)")
-        self._renderer.update_scene(self.data, camera=self.camera_id)
-        return self._renderer.render().copy()
+        views = []
+        for cam in self.camera_ids:
+            self._renderer.update_scene(self.data, camera=cam)
+            views.append(self._renderer.render().copy())  # the renderer may reuse its buffer
+        return views[0] if len(views) == 1 else np.concatenate(views, axis=1)
 
     def close(self) -> None:
         for cached in self._scenes.values():
