@@ -21,7 +21,7 @@ if __name__ == "__main__":
     seed0 = {"gate": GATE_SEED0, "eval": EVAL_SEED0}.get(arg) or EVAL_SEED0 + int(arg)
     model = load_checkpoint(path).model.eval()
     out = {"policy": str(path), "episodes": n, "seed0": seed0}
-    with SimWorld(image_size=model.cfg.image_size) as world:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as world:
         policy = VLAPolicy(model, 0, seed=0, exec_steps=5)
         for t in tasks:
             outcomes: list[int] = []

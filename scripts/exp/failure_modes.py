@@ -55,7 +55,7 @@ if __name__ == "__main__":
     for path in sys.argv[2:]:
         model = load_checkpoint(path).model.eval()
         modes, off = collections.Counter(), []
-        with SimWorld(image_size=model.cfg.image_size) as world:
+        with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as world:
             spy = Spy(VLAPolicy(model, 0, seed=0, exec_steps=exec_steps), world)
             for i in range(n):
                 ro = run_episode(world, "pick_place", GATE_SEED0 + i, actor=spy)

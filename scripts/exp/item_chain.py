@@ -37,7 +37,7 @@ def run(args):
     else:
         pol = VLAPolicy(model, 0, seed=0, exec_steps=5)
     rows = []
-    with SimWorld(image_size=model.cfg.image_size) as w:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as w:
         for i in range(start, start + count):
             ro = run_episode(w, task, EVAL_SEED0 + i, actor=pol, variation=1.0)
             rows.append((int(ro.success), len(ro.subgoal_steps), [g.item for g in w.goals],

@@ -19,7 +19,7 @@ if __name__ == "__main__":
     path, tasks, n, corr = Path(sys.argv[1]), sys.argv[2].split(","), int(sys.argv[3]), float(sys.argv[4])
     k = int(sys.argv[5]) if len(sys.argv) > 5 else 3
     model = load_checkpoint(path).model.eval()
-    with SimWorld(image_size=model.cfg.image_size) as world:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as world:
         policy = VLAPolicy(model, 0, seed=0, exec_steps=5)
         op = ScriptedOperator(world, ScriptedExpert(world, noise=0.0), max_correction_s=corr, max_interventions=k)
         for t in tasks:

@@ -38,7 +38,7 @@ if __name__ == "__main__":
     n, path = int(sys.argv[1]), sys.argv[2]
     model = load_checkpoint(path).model.eval()
     rows, table = [], collections.Counter()
-    with SimWorld(image_size=model.cfg.image_size) as world:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as world:
         spy = Spy(VLAPolicy(model, 0, seed=0, exec_steps=int(os.environ.get("EXEC_STEPS", 5))), world)
         op = Logged(world, ScriptedExpert(world), misaligned_s=float(os.environ.get("MISALIGNED_S", 0)))
         for i in range(n):

@@ -57,7 +57,7 @@ def probe(args):
     scale = np.asarray(model.cfg.action_scale, dtype=np.float32)
     n_steps = max(1, round(get_task(task).time_limit_s / CONTROL_DT))
     rows = []
-    with SimWorld(image_size=model.cfg.image_size) as w:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as w:
         plain = VLAPolicy(model, seed=0, exec_steps=EXEC)
         ro = run_episode(w, task, seed, actor=plain)
         end = ro.steps_to_success if ro.success else len(ro.actions)

@@ -30,7 +30,7 @@ if __name__ == "__main__":
     model = load_checkpoint(path).model.eval()
     bufs = {c: ChunkBuffer(model.cfg, subgoal_credit=c) for c in (False, True)}
     stats: dict = {}
-    with SimWorld(image_size=model.cfg.image_size) as world:
+    with SimWorld(image_size=model.cfg.image_size, cameras=model.cfg.cameras) as world:
         policy = VLAPolicy(model, 0, seed=1, exec_steps=5)
         operator = ScriptedOperator(world, ScriptedExpert(world, noise=0.0, seed=0))
         for task in tasks:
