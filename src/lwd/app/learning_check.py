@@ -87,7 +87,7 @@ def _evaluate(args) -> int:
     torch.set_num_threads(1)
     c = load_checkpoint(Path(ckpt))
     policy = VLAPolicy(c.model.eval(), c.version, seed=0, exec_steps=5)
-    with SimWorld(image_size=cfg.image_size, cameras=cfg.cameras) as world:
+    with SimWorld(image_size=cfg.image_size) as world:
         return sum(run_episode(world, cfg.task, EVAL_SEED0 + i, actor=policy, variation=cfg.variation,
                                target=cfg.target).success for i in range(start, start + n))
 
@@ -114,7 +114,7 @@ def run_check(out: Path | str, cfg: CheckConfig | None = None, log=None) -> dict
     res: dict = {"config": asdict(cfg)}
     t_start = time.time()
     pool_cm = mp.get_context("spawn").Pool(cfg.workers) if cfg.workers > 1 else contextlib.nullcontext()
-    with pool_cm as pool, SimWorld(image_size=cfg.image_size, cameras=cfg.cameras) as world:
+    with pool_cm as pool, SimWorld(image_size=cfg.image_size) as world:
         def evaluate(version: int, blocks: int):
             """v<version>'s autonomous successes, as a list over seed blocks (an AsyncResult with workers)."""
             ckpt, n = str(version_dir(store.root / "policies", version)), cfg.eval_episodes
