@@ -378,3 +378,11 @@ def test_hot_swap_rejects_other_cameras(tmp_path):
     path = save_checkpoint(tmp_path, FlowVLA(PolicyConfig(**SMALL, cameras=CAMERAS)), 1)
     with pytest.raises(CheckpointError, match="cameras"):
         load_checkpoint(path, expected_config=PolicyConfig(**SMALL))
+
+
+def test_demo_launches_the_cameras_v0_sees(tmp_path):
+    from lwd.app.demo import _policy_cameras
+    from lwd.policy.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "policies", FlowVLA(PolicyConfig(**SMALL, cameras=CAMERAS)), 0)
+    assert _policy_cameras(tmp_path) == CAMERAS

@@ -339,6 +339,13 @@ def _signals_as_interrupt():
             signal.signal(sig, handler)
 
 
+def _policy_cameras(store_root: Path) -> tuple[str, ...]:
+    """The cameras v0 of ``store_root`` sees (its saved PolicyConfig)."""
+    from lwd.policy.checkpoint import load_checkpoint, version_dir
+
+    return tuple(load_checkpoint(version_dir(store_root / "policies", 0)).config.cameras)
+
+
 def run_demo(cfg: DemoConfig, log=print) -> dict:
     with _signals_as_interrupt():
         return _run_demo(cfg, log)
@@ -384,6 +391,9 @@ def _run_demo(cfg: DemoConfig, log) -> dict:
         args.append(f"gate_episodes:={cfg.gate_episodes}")
     if cfg.algo:
         args.append(f"algo:={cfg.algo}")
+    cameras = _policy_cameras(store_root)
+    if cameras != ("overview",):  # the robots' camera drivers publish every view v0 sees
+        args.append(f"cameras:={','.join(cameras)}")
     log(f"[demo] launching fleet_sim.launch.py {' '.join(args)} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}); "
         f"log: {out / 'fleet.log'}")
     fleet_log = open(out / "fleet.log", "w")
