@@ -20,3 +20,22 @@ def interrupt(proc: subprocess.Popen, wait_s: float) -> bool:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         return False
+
+
+def assert_none_left(pids, wait_s: float = 10.0) -> None:
+    """Every process in ``pids`` (a launch's children) exits, or is a zombie, within ``wait_s``."""
+    import time
+
+    import psutil
+
+    def alive(p: int) -> bool:
+        try:
+            return psutil.Process(p).status() != "zombie"
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    assert not left, f"processes left behind: {left}"

@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pytest
 
-from launch_util import interrupt
+from launch_util import assert_none_left, interrupt
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -65,12 +65,7 @@ def fleet(tiny_store, tmp_path):
     # Clean shutdown: Ctrl-C ends every node without a traceback (arm_driver used to print an RCLError).
     tail = (tmp_path / "fleet.log").read_text()
     assert "Traceback" not in tail and "RCLError" not in tail, tail[-4000:]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                                              for p in children):
-        time.sleep(0.2)
-    left = [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-    assert not left, f"processes left behind: {left}"
+    assert_none_left(children)
 
 
 def test_fleet_round_trip(fleet):

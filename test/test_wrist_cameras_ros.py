@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pytest
 
-from launch_util import interrupt
+from launch_util import assert_none_left, interrupt
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -118,9 +118,4 @@ def test_wrist_camera_robot_records_and_acts_on_three_views(wrist_store, tmp_pat
     assert "Traceback" not in text and "RCLError" not in text, text[-4000:]
     died = re.findall(r"\[([\w-]+)\]: process has died \[pid \d+, exit code (-?\d+)", text)
     assert not [d for d in died if int(d[1]) >= 0], text[-4000:]  # a Python-level death on Ctrl-C
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                                              for p in children):
-        time.sleep(0.2)
-    left = [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-    assert not left, f"processes left behind: {left}"
+    assert_none_left(children)
