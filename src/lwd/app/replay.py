@@ -15,7 +15,8 @@ from lwd.policy.inference import VLAPolicy
 def replay_bag(bag: Path, namespace: str = "/replay", rate: float = 1.0, wait_s: float = 5.0) -> int:
     """Publish every recorded message (raw CDR bytes, no re-serialization) under ``namespace``.
 
-    Waits up to ``wait_s`` for at least one subscriber on any topic first, so the first messages are not lost.
+    Waits up to ``wait_s`` for subscribers first (until some topics are matched and no more have been for 1 s), so
+    the first messages are not lost.
     """
     import rclpy
     from rclpy.node import Node
@@ -33,9 +34,17 @@ def replay_bag(bag: Path, namespace: str = "/replay", rate: float = 1.0, wait_s:
         with AnyReader([Path(bag)]) as reader:
             pubs = {c.topic: node.create_publisher(get_message(c.msgtype), c.topic.lstrip("/"), RELIABLE_QOS)
                     for c in reader.connections}
+            # a listener's subscriptions are discovered one topic at a time: start once some are matched and the
+            # matched set has held still for a moment (or at wait_s)
             end = time.monotonic() + wait_s
-            while time.monotonic() < end and not any(p.get_subscription_count() for p in pubs.values()):
+            matched, still_since = 0, time.monotonic()
+            while time.monotonic() < end:
                 rclpy.spin_once(node, timeout_sec=0.1)
+                now_matched = sum(1 for p in pubs.values() if p.get_subscription_count())
+                if now_matched != matched:
+                    matched, still_since = now_matched, time.monotonic()
+                elif matched and time.monotonic() - still_since >= 1.0:
+                    break
             t0_bag = t0_wall = None
             for conn, t_ns, raw in reader.messages():
                 if t0_bag is None:
