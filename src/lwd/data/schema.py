@@ -43,7 +43,6 @@ TOPICS: dict[str, str] = {
 }
 
 
-
 def select_views(images: np.ndarray, have, want) -> np.ndarray:
     """(..., S, S * len(have), 3) side-by-side views -> the ``want`` cameras' views side by side.
 

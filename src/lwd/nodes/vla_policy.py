@@ -158,7 +158,11 @@ class VLAPolicyNode(Node):
     # -- cached observations ----------------------------------------------------------------------------------
     def _on_image(self, camera: str, msg: Image) -> None:
         try:
-            self.images[camera] = (self._stamp(msg.header), image_to_numpy(msg))
+            img = image_to_numpy(msg)
+            size = self.policy.cfg.image_size if self.policy is not None else img.shape[0]
+            if img.shape != (size, size, 3):  # rejected here, once per frame: the views must stack
+                raise ValueError(f"image {img.shape[1]}x{img.shape[0]}, the policy takes {size}x{size}")
+            self.images[camera] = (self._stamp(msg.header), img)
         except ValueError as e:
             self.diag.reject("bad_image", f"{camera_topic(camera)}: {e}")
 
@@ -292,9 +296,6 @@ class VLAPolicyNode(Node):
         cams = policy.cfg.cameras if policy is not None else ("overview",)
         views = [self.images.get(c) for c in cams]
         if any(v is None for v in views) or q is None or not self.instruction:
-            return None
-        if len({v[1].shape for v in views}) > 1:
-            self.diag.reject("bad_image", f"cameras {list(cams)} sent images of different sizes")
             return None
         t_obs = min(q[0], *(v[0] for v in views))
         if not self.gate.accepts(t_obs, now, self.episode_start, self.sched.next_request_time()):

@@ -91,7 +91,7 @@ class ChunkBuffer:
             return 0
         images = np.asarray(steps.images, dtype=np.uint8)
         have = getattr(steps, "cameras", ("overview",))
-        if tuple(have) != tuple(self.cfg.cameras) and images.shape[1] > 0:
+        if images.shape[1] > 0:
             images = select_views(images, have, self.cfg.cameras)  # a bag may hold cameras the policy does not use
         if images.shape[1:] != self.cfg.image_shape:
             raise ValueError(f"episode images {images.shape[1:]} do not match the policy's {self.cfg.image_shape} "
